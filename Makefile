@@ -1,0 +1,35 @@
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/trainer: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev,export,tensorboard]"
+	touch $(BIN)/trainer
+
+install: $(BIN)/trainer
+
+demo: install
+	rm -rf runs/demo
+	$(BIN)/trainer train recipes/classification/resnet18_shapes.yaml --output-dir runs --name demo
+	$(BIN)/trainer eval runs/demo --json runs/demo/eval.json
+
+test: install
+	$(BIN)/python -m pytest -n 2 tests
+
+lint: install
+	$(BIN)/ruff check trainer tests scripts
+
+bench: install
+	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_losses.py
+	$(BIN)/python scripts/bench_data.py
+	$(BIN)/python scripts/bench_eval.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,140 @@
+"""`mask_folder`: segmentation data as `root/images/<split>/` + `root/masks/<split>/`.
+
+Images and masks are paired by file stem (relative path without suffix), never by sort order:
+`images/train/a/001.jpg` <-> `masks/train/a/001.png`. A mask is either
+- a single-channel PNG of class indices (palette "P" mode PNGs give their indices), `ignore_index`
+  (255) = ignore; an RGB mask whose three channels are equal counts as single-channel; or
+- an RGB PNG mapped through `palette` (palette[i] = [r, g, b] of class i); a colour that is not
+  in the palette is a DataError.
+Masks are checked when loaded: size different from the image, or a class id >= len(class_names)
+other than `ignore_index`, is a DataError naming the file. Samples' `image_id` is the index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+
+from trainer.data.errors import DataError
+from trainer.data.image_folder import IMAGE_EXTENSIONS, list_images, read_rgb_image
+from trainer.registry import DATASETS
+
+MASK_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff")
+
+
+def _by_stem(files: list[Path], folder: Path) -> dict[str, Path]:
+    stems: dict[str, Path] = {}
+    for path in files:
+        stem = path.relative_to(folder).with_suffix("").as_posix()
+        if stem in stems:
+            raise DataError(f"mask_folder: two files with the same stem '{stem}': {stems[stem]} and {path}")
+        stems[stem] = path
+    return stems
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """The mask file as an integer array: (H, W) for index masks, (H, W, 3) for colour masks."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as pil:
+            if pil.mode in ("P", "L", "I", "I;16", "1"):
+                array = np.asarray(pil)
+            else:
+                array = np.asarray(pil.convert("RGB"))
+    except FileNotFoundError as error:
+        raise DataError(f"mask file not found: {path}") from error
+    except OSError as error:
+        raise DataError(f"cannot decode mask {path}: {error}") from error
+    return array.astype(np.int64)
+
+
+@DATASETS.register("mask_folder", tasks=("segmentation",))
+class MaskFolderDataset(torch.utils.data.Dataset):
+    """Images + per-pixel class masks paired by stem; segmentation samples."""
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        split: str,
+        root: str,
+        class_names: list[str],
+        palette: list[list[int]] | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        if task != "segmentation":
+            raise DataError(f"mask_folder: holds segmentation data, not '{task}'")
+        if not class_names:
+            raise DataError("mask_folder: class_names must list the classes (index 0 first)")
+        if palette is not None:
+            if len(palette) != len(class_names) or any(len(colour) != 3 for colour in palette):
+                raise DataError(
+                    f"mask_folder: palette needs one [r, g, b] per class ({len(class_names)}), got {palette}"
+                )
+            colours = [tuple(int(v) for v in colour) for colour in palette]
+            if len(set(colours)) != len(colours):
+                raise DataError(f"mask_folder: palette has repeated colours: {palette}")
+        self.task, self.split = task, split
+        self.class_names: list[str] = [str(name) for name in class_names]
+        self.palette = None if palette is None else np.array(palette, dtype=np.int64)
+        self.ignore_index = ignore_index
+        image_dir, mask_dir = Path(root) / "images" / split, Path(root) / "masks" / split
+        for folder in (image_dir, mask_dir):
+            if not folder.is_dir():
+                raise DataError(f"mask_folder: folder not found: {folder} (expected root/images/{split}/ and root/masks/{split}/)")
+        images = _by_stem([p for p in list_images(image_dir) if p.suffix.lower() in IMAGE_EXTENSIONS], image_dir)
+        masks = _by_stem([p for p in list_images(mask_dir) if p.suffix.lower() in MASK_EXTENSIONS], mask_dir)
+        no_mask = sorted(set(images) - set(masks))
+        no_image = sorted(set(masks) - set(images))
+        if no_mask or no_image:
+            problems = [f"image {images[stem]} has no mask in {mask_dir}" for stem in no_mask[:5]]
+            problems += [f"mask {masks[stem]} has no image in {image_dir}" for stem in no_image[:5]]
+            count = len(no_mask) + len(no_image)
+            raise DataError(f"mask_folder: {count} unpaired file(s) (pairing is by file stem): " + "; ".join(problems))
+        if not images:
+            raise DataError(f"mask_folder: no images in {image_dir}")
+        self.pairs: list[tuple[Path, Path]] = [(images[stem], masks[stem]) for stem in sorted(images)]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _to_classes(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        if raw.ndim == 3:
+            if self.palette is None:
+                if (raw[..., 0] == raw[..., 1]).all() and (raw[..., 0] == raw[..., 2]).all():
+                    raw = raw[..., 0]
+                else:
+                    raise DataError(f"{path}: colour mask but no palette given (set data palette, or save class-index PNGs)")
+            else:
+                codes = raw[..., 0] * 65536 + raw[..., 1] * 256 + raw[..., 2]
+                palette_codes = self.palette[:, 0] * 65536 + self.palette[:, 1] * 256 + self.palette[:, 2]
+                order = np.argsort(palette_codes)
+                position = np.clip(np.searchsorted(palette_codes[order], codes), 0, len(order) - 1)
+                found = palette_codes[order][position] == codes
+                if not found.all():
+                    y, x = np.argwhere(~found)[0]
+                    raise DataError(f"{path}: colour {raw[y, x].tolist()} at (x={x}, y={y}) is not in the palette")
+                return order[position]
+        bad = (raw >= len(self.class_names)) & (raw != self.ignore_index) | (raw < 0)
+        if bad.any():
+            values = sorted(set(np.unique(raw[bad]).tolist()))[:5]
+            raise DataError(
+                f"{path}: class id(s) {values} outside 0..{len(self.class_names) - 1} "
+                f"({len(self.class_names)} classes; {self.ignore_index} = ignore)"
+            )
+        return raw
+
+    def __getitem__(self, index: int) -> dict:
+        image_path, mask_path = self.pairs[index]
+        image = read_rgb_image(image_path)
+        mask = self._to_classes(read_mask(mask_path), mask_path)
+        if tuple(mask.shape[:2]) != tuple(image.shape[-2:]):
+            raise DataError(
+                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path} is "
+                f"{image.shape[-1]}x{image.shape[-2]}"
+            )
+        return {"image": image, "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask))), "image_id": index}

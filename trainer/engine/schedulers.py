@@ -1,0 +1,80 @@
+"""Learning-rate schedules stepped once per optimizer step, with an optional linear warmup.
+
+All are torch.optim.lr_scheduler classes; epochs in the recipe are converted to steps here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import lr_scheduler
+
+from trainer.registry import SCHEDULERS
+
+
+def _with_warmup(
+    *, optimizer: torch.optim.Optimizer, main: lr_scheduler.LRScheduler | None, warmup_steps: int,
+    warmup_start_factor: float,
+) -> lr_scheduler.LRScheduler:
+    if warmup_steps <= 0:
+        return main if main is not None else lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    warmup = lr_scheduler.LinearLR(optimizer, start_factor=warmup_start_factor, end_factor=1.0, total_iters=warmup_steps)
+    if main is None:
+        return warmup
+    return lr_scheduler.SequentialLR(optimizer, schedulers=[warmup, main], milestones=[warmup_steps])
+
+
+def _warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
+    return int(round(warmup_epochs * steps_per_epoch))
+
+
+@SCHEDULERS.register("cosine")
+def cosine(
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.1, min_lr_ratio: float = 0.0,
+) -> lr_scheduler.LRScheduler:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
+    total = max(1, epochs * steps_per_epoch - warmup)
+    base_lr = optimizer.param_groups[0]["lr"]
+    main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=base_lr * min_lr_ratio)
+    return _with_warmup(optimizer=optimizer, main=main, warmup_steps=warmup, warmup_start_factor=warmup_start_factor)
+
+
+@SCHEDULERS.register("step")
+def step(
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, step_epochs: int = 30,
+    gamma: float = 0.1, warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+) -> lr_scheduler.LRScheduler:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
+    main = lr_scheduler.StepLR(optimizer, step_size=max(1, step_epochs * steps_per_epoch), gamma=gamma)
+    return _with_warmup(optimizer=optimizer, main=main, warmup_steps=warmup, warmup_start_factor=warmup_start_factor)
+
+
+@SCHEDULERS.register("multistep")
+def multistep(
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, milestones: list[int] = (),
+    gamma: float = 0.1, warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+) -> lr_scheduler.LRScheduler:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
+    steps = [max(1, epoch * steps_per_epoch - warmup) for epoch in milestones]
+    main = lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=gamma)
+    return _with_warmup(optimizer=optimizer, main=main, warmup_steps=warmup, warmup_start_factor=warmup_start_factor)
+
+
+@SCHEDULERS.register("poly")
+def poly(
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, power: float = 0.9,
+    warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+) -> lr_scheduler.LRScheduler:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
+    total = max(1, epochs * steps_per_epoch - warmup)
+    main = lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=power)
+    return _with_warmup(optimizer=optimizer, main=main, warmup_steps=warmup, warmup_start_factor=warmup_start_factor)
+
+
+@SCHEDULERS.register("constant")
+def constant(
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.1,
+) -> lr_scheduler.LRScheduler:
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
+    return _with_warmup(optimizer=optimizer, main=None, warmup_steps=warmup, warmup_start_factor=warmup_start_factor)

@@ -1,0 +1,277 @@
+"""YOLOX loss: SimOTA label assignment plus IoU, objectness, class and L1 terms, batched over images.
+
+Reference: Megvii-BaseDetection/YOLOX, ``yolox/models/yolo_head.py`` (commit 6ddff48). Boxes are
+decoded as ``cx = (tx + gx) * s``, ``w = exp(tw) * s``; candidates are the anchor points strictly
+within ``center_radius * s`` of a gt centre; the cost is ``sum_c BCE(sqrt(sig(cls) * sig(obj)),
+one_hot) + 3 * -log(IoU + 1e-8) + 1e6 * (not a candidate of that gt)``; each gt takes its
+``max(1, int(sum of top-10 IoUs))`` lowest-cost anchors and an anchor claimed twice goes to its
+lowest-cost gt. Every part is summed and divided by one batch-wide ``max(num_fg, 1)``.
+
+Deviations from the reference (deliberate)
+------------------------------------------
+- Batched: the gts of all images are padded to M and the assignment runs on (B, M, A) tensors with
+  no per-image loop and no host sync. Padded gts, and anchors that are no candidate of any gt of
+  their image, get an infinite cost so they are never picked; the reference drops those anchors
+  from the matrix instead, which gives the same assignment.
+- The class term of the cost is computed as ``sum_c BCE(p_c, 0) + BCE(p_y, 1) - BCE(p_y, 0)``
+  (the same value; it avoids a (B, M, A, C) tensor). The last bits of rounding may differ.
+- Everything (assignment and losses) runs in fp32 with autocast off; the reference computes the
+  cost's IoU and the losses in the autocast dtype. Only rounding changes.
+- An image whose gts have no candidate anchor at all (gt centres far outside the grid) gets no
+  foreground; the reference fails in ``topk`` on an empty tensor there.
+- Under torch.distributed the foreground count is summed over ranks (the reference uses the local
+  count) and the normaliser is ``max(global_fg, 1) / world_size``: DDP averages gradients over
+  ranks, so this makes the averaged gradient equal to the gradient of
+  ``global_sum / max(global_fg, 1)``, i.e. exactly single-process training on the global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import box_convert
+
+from trainer.registry import LOSSES
+
+COST_IOU_WEIGHT = 3.0
+COST_OUTSIDE_CENTRE = 1e6
+
+
+def decode_yolox_boxes(*, box_preds: Tensor, grid_xy: Tensor, strides: Tensor) -> Tensor:
+    """Raw (..., A, 4) tx ty tw th -> (..., A, 4) cx cy w h in input pixels."""
+    stride = strides[:, None]
+    centre = (box_preds[..., :2] + grid_xy) * stride
+    size = torch.exp(box_preds[..., 2:]) * stride
+    return torch.cat([centre, size], dim=-1)
+
+
+def _corners(boxes: Tensor) -> tuple[Tensor, Tensor]:
+    return boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2
+
+
+def box_iou_cxcywh(boxes_a: Tensor, boxes_b: Tensor, *, eps: float = 0.0) -> Tensor:
+    """Element-wise IoU of broadcastable (..., 4) cx cy w h boxes, as YOLOX computes it."""
+    top_left_a, bottom_right_a = _corners(boxes_a)
+    top_left_b, bottom_right_b = _corners(boxes_b)
+    top_left = torch.maximum(top_left_a, top_left_b)
+    bottom_right = torch.minimum(bottom_right_a, bottom_right_b)
+    overlap = (top_left < bottom_right).all(dim=-1)
+    inter = (bottom_right - top_left).prod(dim=-1) * overlap
+    area_a = boxes_a[..., 2] * boxes_a[..., 3]
+    area_b = boxes_b[..., 2] * boxes_b[..., 3]
+    return inter / (area_a + area_b - inter + eps)
+
+
+def _centre_candidates(
+    *, gt_boxes: Tensor, gt_valid: Tensor, grid_xy: Tensor, strides: Tensor, center_radius: float
+) -> Tensor:
+    """(B, M, A): anchor point strictly within center_radius * stride of the gt centre in x and y."""
+    anchor_centre = (grid_xy + 0.5) * strides[:, None]  # (A, 2)
+    reach = strides * center_radius  # (A,)
+    gt_x, gt_y = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # (B, M, 1)
+    deltas = torch.stack(
+        [
+            anchor_centre[:, 0] - (gt_x - reach),
+            anchor_centre[:, 1] - (gt_y - reach),
+            (gt_x + reach) - anchor_centre[:, 0],
+            (gt_y + reach) - anchor_centre[:, 1],
+        ],
+        dim=-1,
+    )
+    return (deltas.amin(dim=-1) > 0.0) & gt_valid[..., None]
+
+
+@torch.no_grad()
+def simota_assign(
+    *,
+    pred_boxes: Tensor,
+    obj_logits: Tensor,
+    cls_logits: Tensor,
+    grid_xy: Tensor,
+    strides: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    center_radius: float = 1.5,
+    topk_candidates: int = 10,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """SimOTA over a padded batch (fp32 inputs; gt_boxes (B, M, 4) cx cy w h, M >= 1).
+
+    Returns ``fg`` (B, A) bool, ``matched_gt`` (B, A) int64 index into M (meaningful on fg only)
+    and ``matched_iou`` (B, A), the IoU of each anchor's prediction with its matched gt.
+    """
+    num_anchors = pred_boxes.shape[1]
+    gt_valid = gt_labels >= 0
+    in_centre = _centre_candidates(
+        gt_boxes=gt_boxes, gt_valid=gt_valid, grid_xy=grid_xy, strides=strides, center_radius=center_radius
+    )
+    candidate = in_centre.any(dim=1)  # (B, A): the reference's per-image anchor filter
+    pair_ok = candidate[:, None, :] & gt_valid[..., None]  # (B, M, A)
+    ious = box_iou_cxcywh(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :])  # (B, M, A)
+
+    # dynamic k from the top IoUs among the image's candidates (zeros elsewhere add nothing)
+    num_top = min(topk_candidates, num_anchors)
+    top_ious = ious.masked_fill(~pair_ok, 0.0).topk(num_top, dim=2).values
+    dynamic_k = top_ious.sum(dim=2).int().clamp(min=1)  # (B, M)
+
+    # class cost: sum over classes of BCE(sqrt(sig(cls) * sig(obj)), one_hot), F.binary_cross_entropy clamps
+    joint = (cls_logits.sigmoid() * obj_logits.sigmoid()[..., None]).sqrt()  # (B, A, C)
+    bce_neg = -torch.log(1.0 - joint).clamp(min=-100.0)
+    bce_pos = -torch.log(joint).clamp(min=-100.0)
+    class_index = gt_labels.clamp(min=0)[..., None].expand(-1, -1, num_anchors)  # (B, M, A)
+    cls_cost = bce_neg.sum(dim=-1)[:, None, :] + (bce_pos - bce_neg).transpose(1, 2).gather(1, class_index)
+
+    cost = cls_cost + COST_IOU_WEIGHT * -torch.log(ious + 1e-8) + COST_OUTSIDE_CENTRE * (~in_centre)
+    cost = cost.masked_fill(~pair_ok, float("inf"))
+
+    # each gt takes its dynamic_k lowest-cost anchors (dynamic_k <= num_top <= number of candidates)
+    top_cost, top_index = cost.topk(num_top, dim=2, largest=False)
+    rank = torch.arange(num_top, device=cost.device)
+    take = (rank < dynamic_k[..., None]) & torch.isfinite(top_cost)
+    matching = torch.zeros_like(cost, dtype=torch.bool).scatter_(2, top_index, take)
+
+    # an anchor claimed by several gts goes to the gt of lowest cost (over all gts of the image)
+    num_claims = matching.sum(dim=1)  # (B, A)
+    matched_gt = torch.where(num_claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
+    matched_iou = ious.gather(1, matched_gt[:, None, :]).squeeze(1)
+    return num_claims > 0, matched_gt, matched_iou
+
+
+def foreground_normaliser(num_fg: Tensor) -> Tensor:
+    """max(fg count, 1), summed over ranks and divided by the world size under torch.distributed."""
+    num_fg = num_fg.detach().float()
+    world_size = 1
+    if dist.is_available() and dist.is_initialized():
+        num_fg = num_fg.clone()
+        dist.all_reduce(num_fg, op=dist.ReduceOp.SUM)
+        world_size = dist.get_world_size()
+    return num_fg.clamp(min=1.0) / world_size
+
+
+def yolox_loss(
+    *,
+    box_preds: Tensor,
+    obj_logits: Tensor,
+    cls_logits: Tensor,
+    grid_xy: Tensor,
+    strides: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    use_l1: bool,
+    box_weight: float = 5.0,
+    center_radius: float = 1.5,
+    topk_candidates: int = 10,
+) -> dict[str, Tensor]:
+    """YOLOX loss parts ``iou`` (times box_weight), ``obj``, ``cls``, ``l1`` (0 when not use_l1)."""
+    with torch.autocast(device_type=box_preds.device.type, enabled=False):
+        box_preds, obj_logits, cls_logits = box_preds.float(), obj_logits.float(), cls_logits.float()
+        grid_xy, strides = grid_xy.float(), strides.float()
+        batch_size, num_anchors, num_classes = cls_logits.shape
+        if gt_boxes.shape[1] == 0:  # one padding row keeps a single code path
+            gt_boxes = gt_boxes.new_zeros((batch_size, 1, 4))
+            gt_labels = gt_labels.new_full((batch_size, 1), -1)
+        gt_cxcywh = box_convert(gt_boxes.float(), in_fmt="xyxy", out_fmt="cxcywh")
+        pred_boxes = decode_yolox_boxes(box_preds=box_preds, grid_xy=grid_xy, strides=strides)
+
+        fg, matched_gt, matched_iou = simota_assign(
+            pred_boxes=pred_boxes.detach(),
+            obj_logits=obj_logits.detach(),
+            cls_logits=cls_logits.detach(),
+            grid_xy=grid_xy,
+            strides=strides,
+            gt_boxes=gt_cxcywh,
+            gt_labels=gt_labels,
+            center_radius=center_radius,
+            topk_candidates=topk_candidates,
+        )
+        num_fg = foreground_normaliser(fg.sum())
+        matched_boxes = gt_cxcywh.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
+        fg_box = fg[..., None]
+
+        box_target = torch.where(fg_box, matched_boxes, pred_boxes.detach())
+        iou = box_iou_cxcywh(pred_boxes, box_target, eps=1e-16)
+        loss_iou = torch.where(fg, 1.0 - iou**2, 0.0).sum() / num_fg
+
+        loss_obj = F.binary_cross_entropy_with_logits(obj_logits, fg.float(), reduction="sum") / num_fg
+
+        matched_labels = gt_labels.gather(1, matched_gt).clamp(min=0)
+        cls_target = F.one_hot(matched_labels, num_classes).float() * matched_iou[..., None]
+        cls_bce = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="none")
+        loss_cls = torch.where(fg_box, cls_bce, 0.0).sum() / num_fg
+
+        if use_l1:
+            stride = strides[:, None]
+            l1_target = torch.cat(
+                [matched_boxes[..., :2] / stride - grid_xy, torch.log(matched_boxes[..., 2:] / stride + 1e-8)], dim=-1
+            )
+            l1_target = torch.where(fg_box, l1_target, box_preds.detach())
+            loss_l1 = (box_preds - l1_target).abs().sum() / num_fg
+        else:
+            loss_l1 = box_preds.new_zeros(())
+
+    return {"iou": box_weight * loss_iou, "obj": loss_obj, "cls": loss_cls, "l1": loss_l1}
+
+
+@LOSSES.register("yolox_loss", heads={"detection": ("anchor_free_decoupled",)})
+class YOLOXLoss(nn.Module):
+    """YOLOX criterion (SimOTA). Parts: ``iou`` (x box_weight), ``obj``, ``cls``, ``l1``.
+
+    ``l1_activate_epoch``: the L1 part is on from this 0-based epoch (the official recipe turns it on
+    with mosaic off, for the last 15 epochs); None keeps it off. ``l1`` is returned as 0 while off.
+    """
+
+    def __init__(
+        self,
+        *,
+        l1_activate_epoch: int | None = None,
+        box_weight: float = 5.0,
+        center_radius: float = 1.5,
+        topk_candidates: int = 10,
+    ) -> None:
+        super().__init__()
+        if l1_activate_epoch is not None and l1_activate_epoch < 0:
+            raise ValueError(f"l1_activate_epoch must be >= 0 or None, got {l1_activate_epoch}")
+        if box_weight < 0:
+            raise ValueError(f"box_weight must be >= 0, got {box_weight}")
+        if center_radius <= 0:
+            raise ValueError(f"center_radius must be > 0, got {center_radius}")
+        if topk_candidates < 1:
+            raise ValueError(f"topk_candidates must be >= 1, got {topk_candidates}")
+        self.l1_activate_epoch = l1_activate_epoch
+        self.box_weight = float(box_weight)
+        self.center_radius = float(center_radius)
+        self.topk_candidates = int(topk_candidates)
+
+    def forward(
+        self,
+        *,
+        box_preds: Tensor,
+        obj_logits: Tensor,
+        cls_logits: Tensor,
+        grid_xy: Tensor,
+        strides: Tensor,
+        gt_boxes: Tensor,
+        gt_labels: Tensor,
+        epoch: int,
+    ) -> dict[str, Tensor]:
+        use_l1 = self.l1_activate_epoch is not None and epoch >= self.l1_activate_epoch
+        return yolox_loss(
+            box_preds=box_preds,
+            obj_logits=obj_logits,
+            cls_logits=cls_logits,
+            grid_xy=grid_xy,
+            strides=strides,
+            gt_boxes=gt_boxes,
+            gt_labels=gt_labels,
+            use_l1=use_l1,
+            box_weight=self.box_weight,
+            center_radius=self.center_radius,
+            topk_candidates=self.topk_candidates,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"l1_activate_epoch={self.l1_activate_epoch}, box_weight={self.box_weight}, "
+            f"center_radius={self.center_radius}, topk_candidates={self.topk_candidates}"
+        )

@@ -1,0 +1,44 @@
+"""`fpn`: torchvision's FeaturePyramidNetwork, optionally with RetinaNet's P6/P7 levels.
+
+``extra_levels="p6p7"`` adds torchvision's ``LastLevelP6P7`` fed by the last *input* map (C5),
+as ``retinanet_resnet50_fpn`` does, so strides 8..32 become 8..128.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from trainer.registry import NECKS
+
+
+@NECKS.register("fpn")
+class FPN(nn.Module):
+    def __init__(
+        self,
+        *,
+        in_channels: list[int],
+        in_strides: list[int],
+        out_channels: int = 256,
+        extra_levels: str = "none",
+    ) -> None:
+        super().__init__()
+        if extra_levels not in ("none", "p6p7"):
+            raise ValueError(f"extra_levels must be 'none' or 'p6p7', got '{extra_levels}'")
+        if len(in_channels) != len(in_strides) or not in_channels:
+            raise ValueError("fpn needs one stride per input channel count")
+        extra = LastLevelP6P7(int(in_channels[-1]), out_channels) if extra_levels == "p6p7" else None
+        self.fpn = FeaturePyramidNetwork([int(c) for c in in_channels], out_channels, extra_blocks=extra)
+        strides = [int(s) for s in in_strides]
+        if extra is not None:
+            strides += [strides[-1] * 2, strides[-1] * 4]
+        self.out_strides = strides
+        self.out_channels = [out_channels] * len(strides)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        outputs = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
+        return list(outputs.values())

@@ -100,13 +100,15 @@ def evaluate(
 
 
 @app.command()
-def show(arguments: list[str] = typer.Argument(..., help="RECIPE.yaml files, then KEY=VALUE overrides.")) -> None:
+def show(
+    arguments: list[str] = typer.Argument(..., help="RECIPE.yaml files, then KEY=VALUE overrides."),
+    diff: bool = typer.Option(False, "--diff", help="Only what differs from the defaults."),
+) -> None:
     """Print the fully resolved recipe as YAML."""
-    from trainer.recipe import load_recipe, recipe_to_yaml
+    from trainer.commands.show import show_command
 
     recipes, overrides = split_arguments(arguments)
-    loaded = run_guarded(lambda: load_recipe(recipes, overrides))
-    print(recipe_to_yaml(loaded.recipe), end="")
+    print(run_guarded(lambda: show_command(recipes=recipes, overrides=overrides, diff=diff)), end="")
 
 
 @app.command()
@@ -127,6 +129,35 @@ def list_components(kind: Optional[str] = typer.Argument(None, help="losses, mod
     from trainer.commands.listing import list_command
 
     run_guarded(lambda: list_command(kind))
+
+
+@app.command()
+def new(
+    task: str = typer.Option(..., "--task", help="classification | detection | segmentation"),
+    loss: Optional[str] = typer.Option(None, "--loss", help="Criterion (default per task); picks the model."),
+    model: Optional[str] = typer.Option(None, "--model", help="A backbone or a full model name."),
+    data: str = typer.Option("shapes", "--data", help="Dataset format: shapes, image_folder, coco, yolo, ..."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write to this new file instead of printing."),
+) -> None:
+    """Print a minimal, commented, valid recipe to start from."""
+    from trainer.commands.new import new_command
+
+    text = run_guarded(lambda: new_command(task=task, loss=loss, model=model, data=data, out=out))
+    if out is None:
+        print(text, end="")
+
+
+@app.command()
+def schema(
+    out: Optional[str] = typer.Option(None, "--out", help="Write to this file instead of printing."),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help="Also list this module's components."),
+) -> None:
+    """Print the recipe JSON Schema (for editor completion and checks)."""
+    from trainer.recipe.json_schema import schema_command
+
+    text = run_guarded(lambda: schema_command(out=out, imports=imports or []))
+    if out is None:
+        print(text, end="")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 def test_read_rgb_image_formats(tmp_path):
     assert read_rgb_image(save(tmp_path / "x.bmp")).shape == (3, 10, 12)
+    Image.fromarray(np.full((4, 5), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit
+    deep = read_rgb_image(tmp_path / "deep.png")
+    assert deep.dtype == torch.uint8 and deep.shape == (3, 4, 5) and (deep == 255).all()
     with pytest.raises(DataError, match="not found"):
         read_rgb_image(tmp_path / "missing.png")
     (tmp_path / "junk.png").write_bytes(b"hello")

@@ -70,7 +70,7 @@ def _yolox_assign_one_image(
     pair_cls_cost = F.binary_cross_entropy(
         joint.unsqueeze(0).repeat(num_gt, 1, 1), gt_one_hot.unsqueeze(1).repeat(1, num_in, 1), reduction="none"
     ).sum(-1)
-    cost = pair_cls_cost + 3.0 * pair_iou_cost + float(1e6) * (~geometry_relation)
+    cost = pair_cls_cost + 3.0 * pair_iou_cost + 1e6 * (~geometry_relation)
 
     # simota_matching
     matching = torch.zeros_like(cost, dtype=torch.uint8)
@@ -167,7 +167,9 @@ def yolox_reference_loss(
         / num_fg
     )
     if use_l1:
-        loss_l1 = F.l1_loss(box_preds.reshape(-1, 4)[fg_masks], torch.cat(l1_targets, 0), reduction="none").sum() / num_fg
+        loss_l1 = (
+            F.l1_loss(box_preds.reshape(-1, 4)[fg_masks], torch.cat(l1_targets, 0), reduction="none").sum() / num_fg
+        )
     else:
         loss_l1 = box_preds.new_zeros(())
     return {"iou": box_weight * loss_iou, "obj": loss_obj, "cls": loss_cls, "l1": loss_l1}

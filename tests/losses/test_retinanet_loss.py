@@ -122,7 +122,7 @@ def test_matcher_equals_torchvision_including_low_quality_and_padding_rows():
 @pytest.mark.parametrize("allow_low_quality_matches", [True, False])
 def test_thresholds_and_low_quality_option_match_torchvision(allow_low_quality_matches):
     kwargs = make_batch(counts=[3, 5], seed=7)
-    options = dict(fg_iou_threshold=0.6, bg_iou_threshold=0.3, allow_low_quality_matches=allow_low_quality_matches)
+    options = {"fg_iou_threshold": 0.6, "bg_iou_threshold": 0.3, "allow_low_quality_matches": allow_low_quality_matches}
     ours = retinanet_loss(**kwargs, box_loss="smooth_l1", **options)
     ref = retinanet_reference_loss(**kwargs, box_loss="smooth_l1", **options)
     for part in ("cls", "box"):
@@ -137,10 +137,16 @@ def test_batch_without_any_box_is_all_background():
         (torch.zeros(2, 3, 4), torch.full((2, 3), -1, dtype=torch.int64)),
     ]:
         cls_in = cls_logits.clone().requires_grad_()
-        ours = retinanet_loss(cls_logits=cls_in, box_regression=box_regression, anchors=anchors,
-                              gt_boxes=gt_boxes, gt_labels=gt_labels)
-        ref = retinanet_reference_loss(cls_logits=cls_logits, box_regression=box_regression, anchors=anchors,
-                                       gt_boxes=gt_boxes, gt_labels=gt_labels)
+        ours = retinanet_loss(
+            cls_logits=cls_in, box_regression=box_regression, anchors=anchors, gt_boxes=gt_boxes, gt_labels=gt_labels
+        )
+        ref = retinanet_reference_loss(
+            cls_logits=cls_logits,
+            box_regression=box_regression,
+            anchors=anchors,
+            gt_boxes=gt_boxes,
+            gt_labels=gt_labels,
+        )
         torch.testing.assert_close(ours["cls"], ref["cls"], rtol=1e-5, atol=1e-6)
         assert ours["box"].item() == 0.0
         ours["cls"].backward()

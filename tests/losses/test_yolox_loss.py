@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from torchvision.ops import box_convert
 
+import trainer.losses.yolox as yolox_module
 from tests.losses.reference_detection_losses import yolox_reference_loss
-from trainer.losses.yolox import YOLOXLoss, simota_assign, yolox_loss
+from trainer.losses.yolox import YOLOXLoss, decode_yolox_boxes, simota_assign, yolox_loss
 from trainer.registry import LOSSES
 
 PARTS = {"iou", "obj", "cls", "l1"}
@@ -47,7 +46,9 @@ def make_batch(*, counts: list[int], seed: int, num_classes: int = 4, height: in
         gt_boxes[b, :n] = torch.cat([corner, corner + size], dim=1)
         gt_labels[b, :n] = torch.randint(0, num_classes, (n,), generator=generator)
     offsets = torch.rand(len(counts), num_anchors, 2, generator=generator)
-    sizes = torch.log(24.0 / strides)[None, :, None] + 0.6 * torch.randn(len(counts), num_anchors, 2, generator=generator)
+    sizes = torch.log(24.0 / strides)[None, :, None] + 0.6 * torch.randn(
+        len(counts), num_anchors, 2, generator=generator
+    )
     return {
         "box_preds": torch.cat([offsets, sizes], dim=-1),
         "obj_logits": torch.randn(len(counts), num_anchors, generator=generator) - 1.0,
@@ -64,6 +65,20 @@ def with_grad(batch: dict) -> dict:
     for key in ("box_preds", "obj_logits", "cls_logits"):
         batch[key] = batch[key].clone().requires_grad_()
     return batch
+
+
+def assign(batch: dict, **options):
+    """simota_assign on a loss-input batch (decoded predictions, cx cy w h gts)."""
+    return simota_assign(
+        pred_boxes=decode_yolox_boxes(box_preds=batch["box_preds"], grid_xy=batch["grid_xy"], strides=batch["strides"]),
+        obj_logits=batch["obj_logits"],
+        cls_logits=batch["cls_logits"],
+        grid_xy=batch["grid_xy"],
+        strides=batch["strides"],
+        gt_boxes=box_convert(batch["gt_boxes"], in_fmt="xyxy", out_fmt="cxcywh"),
+        gt_labels=batch["gt_labels"],
+        **options,
+    )
 
 
 def test_one_box_one_candidate_by_hand():
@@ -115,15 +130,16 @@ def test_dynamic_k_counts_the_top_ious():
     exact = torch.tensor([0, 4, 8])
     box_preds[0, exact, :2] = 1.5 - grid_xy[exact]  # these three predict the gt box exactly
     box_preds[0, exact, 2:] = math.log(2.0)
-    fg, matched_gt, matched_iou = simota_assign(
-        pred_boxes=torch.cat([(box_preds[..., :2] + grid_xy) * 8, box_preds[..., 2:].exp() * 8], -1),
-        obj_logits=torch.zeros(1, 9),
-        cls_logits=torch.zeros(1, 9, 3),
-        grid_xy=grid_xy,
-        strides=strides,
-        gt_boxes=torch.tensor([[[12.0, 12.0, 16.0, 16.0]]]),  # cx cy w h
-        gt_labels=torch.tensor([[2]]),
-    )
+    batch = {
+        "box_preds": box_preds,
+        "obj_logits": torch.zeros(1, 9),
+        "cls_logits": torch.zeros(1, 9, 3),
+        "grid_xy": grid_xy,
+        "strides": strides,
+        "gt_boxes": torch.tensor([[[4.0, 4.0, 20.0, 20.0]]]),
+        "gt_labels": torch.tensor([[2]]),
+    }
+    fg, matched_gt, matched_iou = assign(batch)
     assert torch.equal(torch.nonzero(fg[0]).flatten(), exact)  # k = int(3 + tiny) = 3
     assert torch.equal(matched_gt[0, exact], torch.zeros(3, dtype=torch.int64))
     torch.testing.assert_close(matched_iou[0, exact], torch.ones(3))
@@ -137,6 +153,14 @@ def test_no_boxes_gives_only_obj_negatives_divided_by_one(num_gt):
     parts = YOLOXLoss(l1_activate_epoch=0)(**batch, epoch=3)
     expected = torch.nn.functional.softplus(batch["obj_logits"]).sum()
     torch.testing.assert_close(parts["obj"], expected)
+    assert parts["iou"].item() == parts["cls"].item() == parts["l1"].item() == 0.0
+
+
+def test_gt_without_any_candidate_anchor_gets_no_foreground():
+    batch = make_batch(counts=[2], seed=3)
+    batch["gt_boxes"][0, :] = torch.tensor([900.0, 900.0, 950.0, 950.0])  # far outside the 64 x 96 grid
+    parts = yolox_loss(**batch, use_l1=True)
+    torch.testing.assert_close(parts["obj"], torch.nn.functional.softplus(batch["obj_logits"]).sum())
     assert parts["iou"].item() == parts["cls"].item() == parts["l1"].item() == 0.0
 
 
@@ -158,19 +182,11 @@ def test_equals_per_image_reference_on_random_batches(seed):
 def test_crowded_boxes_with_conflicts_and_interleaved_padding_equal_reference():
     batch = make_batch(counts=[12, 9], seed=11)
     batch["gt_labels"][0, 3] = -1  # a crowd box removed in the middle of the list
-    fg, _, _ = simota_assign(
-        pred_boxes=torch.cat(
-            [(batch["box_preds"][..., :2] + batch["grid_xy"]) * batch["strides"][:, None],
-             batch["box_preds"][..., 2:].exp() * batch["strides"][:, None]], -1),
-        obj_logits=batch["obj_logits"], cls_logits=batch["cls_logits"], grid_xy=batch["grid_xy"],
-        strides=batch["strides"],
-        gt_boxes=torch.cat([(batch["gt_boxes"][..., :2] + batch["gt_boxes"][..., 2:]) / 2,
-                            batch["gt_boxes"][..., 2:] - batch["gt_boxes"][..., :2]], -1),
-        gt_labels=batch["gt_labels"],
-    )
+    options = {"topk_candidates": 5, "center_radius": 2.5}
+    fg, _, _ = assign(batch, **options)
     assert fg.sum() > 10
-    ours = yolox_loss(**batch, use_l1=True, topk_candidates=5, center_radius=2.5)
-    ref = yolox_reference_loss(**batch, use_l1=True, topk_candidates=5, center_radius=2.5)
+    ours = yolox_loss(**batch, use_l1=True, **options)
+    ref = yolox_reference_loss(**batch, use_l1=True, **options)
     for part in PARTS:
         torch.testing.assert_close(ours[part], ref[part], rtol=1e-5, atol=1e-6)
 
@@ -193,8 +209,12 @@ def test_gradients_flow_from_every_part_to_its_inputs():
     batch = with_grad(make_batch(counts=[3, 1], seed=2))
     parts = YOLOXLoss(l1_activate_epoch=0)(**batch, epoch=0)
     inputs = [batch["box_preds"], batch["obj_logits"], batch["cls_logits"]]
-    reaches = {"iou": [True, False, False], "obj": [False, True, False], "cls": [False, False, True],
-               "l1": [True, False, False]}
+    reaches = {
+        "iou": [True, False, False],
+        "obj": [False, True, False],
+        "cls": [False, False, True],
+        "l1": [True, False, False],
+    }
     for part, expected in reaches.items():
         grads = torch.autograd.grad(parts[part], inputs, retain_graph=True, allow_unused=True)
         for grad, flows in zip(grads, expected):
@@ -231,27 +251,95 @@ def test_registration_and_option_checks():
     torch.testing.assert_close(default["iou"], 5.0 * parts["iou"])
 
 
-def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    batch = with_grad({k: v[rank::world_size] if k.startswith(("box", "obj", "cls", "gt")) else v
-                       for k, v in make_batch(counts=[1, 6, 0, 3], seed=9).items()})
-    parts = yolox_loss(**batch, use_l1=True)
-    sum(parts.values()).backward()
-    grads = [batch[k].grad for k in ("box_preds", "obj_logits", "cls_logits")]
-    torch.save({"grads": grads, "loss": sum(parts.values()).detach()}, os.path.join(out_dir, f"{rank}.pt"))
-    torch.distributed.destroy_process_group()
+class FakeDist:
+    """Stands in for torch.distributed on a 2-rank group: all_reduce adds the other rank's count."""
+
+    ReduceOp = torch.distributed.ReduceOp
+
+    def __init__(self, other_rank_count: float) -> None:
+        self.other_rank_count = other_rank_count
+        self.local_counts: list[float] = []
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def get_world_size(self) -> int:
+        return 2
+
+    def all_reduce(self, tensor, op=None) -> None:
+        assert op == self.ReduceOp.SUM
+        self.local_counts.append(float(tensor))
+        tensor += self.other_rank_count
 
 
-def test_ddp_normaliser_gives_the_single_process_gradient():
-    """Two gloo ranks, half the batch each; the averaged gradient equals the whole-batch gradient."""
-    with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_ddp_worker, args=(2, os.path.join(out_dir, "init"), out_dir), nprocs=2, join=True)
-        ranks = [torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=True) for r in range(2)]
-    batch = with_grad(make_batch(counts=[1, 6, 0, 3], seed=9))
-    parts = yolox_loss(**batch, use_l1=True)
-    sum(parts.values()).backward()
-    torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, sum(parts.values()).detach())
+def test_ddp_normaliser_gives_the_single_process_gradient(monkeypatch):
+    """Two ranks with half the batch each: the DDP-averaged gradient equals the whole-batch gradient."""
+    full = make_batch(counts=[1, 6, 0, 3], seed=9)
+    halves = [
+        {k: v[rank::2] if k.startswith(("box", "obj", "cls", "gt")) else v for k, v in full.items()}
+        for rank in range(2)
+    ]
+    local_counts = []
+    for half in halves:
+        fake = FakeDist(0.0)
+        monkeypatch.setattr(yolox_module, "dist", fake)
+        yolox_loss(**half, use_l1=True)
+        local_counts += fake.local_counts
+    assert min(local_counts) > 0
+    rank_losses, rank_grads = [], []
+    for rank, half in enumerate(halves):
+        monkeypatch.setattr(yolox_module, "dist", FakeDist(local_counts[1 - rank]))
+        half = with_grad(half)
+        loss = sum(yolox_loss(**half, use_l1=True).values())
+        loss.backward()
+        rank_losses.append(loss.detach())
+        rank_grads.append([half[k].grad for k in ("box_preds", "obj_logits", "cls_logits")])
+    monkeypatch.undo()
+    full = with_grad(full)
+    loss = sum(yolox_loss(**full, use_l1=True).values())
+    loss.backward()
+    torch.testing.assert_close((rank_losses[0] + rank_losses[1]) / 2, loss.detach())
     for i, key in enumerate(("box_preds", "obj_logits", "cls_logits")):
-        averaged = [(r["grads"][i]) / 2 for r in ranks]  # DDP averages each rank's gradient
-        torch.testing.assert_close(averaged[0], batch[key].grad[0::2])
-        torch.testing.assert_close(averaged[1], batch[key].grad[1::2])
+        for rank in range(2):  # DDP averages the ranks' gradients
+            torch.testing.assert_close(rank_grads[rank][i] / 2, full[key].grad[rank::2])
+
+
+def test_gt_with_few_centre_anchors_takes_other_candidates_at_1e6_cost():
+    """k may exceed a gt's own centre anchors: it then takes other gts' candidates (cost + 1e6)."""
+    grid_xy, strides = make_grid(height=48, width=48, level_strides=(8,))  # points at 4, 12, ..., 44
+    box_preds = torch.zeros(1, 36, 4)
+    box_preds[0, :, :2] = 0.25 - grid_xy  # every prediction is the box (2, 2, 8, 8) = gt 0 exactly
+    batch = {
+        "box_preds": box_preds,
+        "obj_logits": torch.linspace(-1.0, 1.0, 36)[None],  # distinct costs, no ties
+        "cls_logits": torch.zeros(1, 36, 2),
+        "grid_xy": grid_xy,
+        "strides": strides,
+        # gt 0 at the corner has 4 centre anchors; gt 1 at the bottom edge has 6; 10 candidates in all
+        "gt_boxes": torch.tensor([[[-2.0, -2.0, 6.0, 6.0], [26.0, 40.0, 34.0, 48.0]]]),
+        "gt_labels": torch.tensor([[0, 1]]),
+    }
+    fg, matched_gt, _ = assign(batch)
+    # gt 0: IoU 1 with all 10 candidates -> k = 10, all of them; gt 1 (IoU 0, k = 1) keeps its cheapest
+    # anchor, because an anchor claimed twice goes to the lower cost (55 + cls against 1e6 + cls)
+    assert int(fg.sum()) == 10
+    assert int((matched_gt[fg] == 0).sum()) == 9 and int((matched_gt[fg] == 1).sum()) == 1
+    ours = yolox_loss(**batch, use_l1=True)
+    ref = yolox_reference_loss(**batch, use_l1=True)
+    for part in PARTS:
+        torch.testing.assert_close(ours[part], ref[part], rtol=1e-5, atol=1e-6)
+
+
+def test_real_process_group_of_one_changes_nothing(tmp_path):
+    batch = make_batch(counts=[2, 3], seed=6)
+    expected = yolox_loss(**batch, use_l1=True)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        parts = yolox_loss(**batch, use_l1=True)
+    finally:
+        torch.distributed.destroy_process_group()
+    for part in PARTS:
+        torch.testing.assert_close(parts[part], expected[part])

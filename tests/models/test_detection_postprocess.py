@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 
-import trainer.models.heads.anchor_decoupled  # noqa: F401
+import trainer.models.heads.anchor_decoupled
 import trainer.models.heads.anchor_free_decoupled  # noqa: F401
 from trainer.registry import HEADS
 from trainer.tasks.detection_postprocess import (
@@ -56,7 +56,13 @@ def test_decode_yolox_round_trips_the_l1_target():
 
 
 def _postprocess(boxes, scores, **overrides):
-    options = dict(score_threshold=0.05, nms_iou=0.5, max_detections=100, pre_nms_top_k=1000, image_size=(100, 100))
+    options = {
+        "score_threshold": 0.05,
+        "nms_iou": 0.5,
+        "max_detections": 100,
+        "pre_nms_top_k": 1000,
+        "image_size": (100, 100),
+    }
     options.update(overrides)
     return postprocess_detections(boxes=boxes, scores=scores, **options)
 
@@ -118,17 +124,25 @@ def test_detections_from_head_outputs(name):
 def test_unknown_outputs_are_a_clear_error():
     with pytest.raises(ValueError, match="cannot tell the detection head"):
         detections_from_outputs(
-            {"logits": torch.zeros(1, 3)}, image_size=(8, 8), score_threshold=0.0, nms_iou=0.5,
-            max_detections=1, pre_nms_top_k=1,
+            {"logits": torch.zeros(1, 3)},
+            image_size=(8, 8),
+            score_threshold=0.0,
+            nms_iou=0.5,
+            max_detections=1,
+            pre_nms_top_k=1,
         )
 
 
 def test_yolox_scores_are_obj_times_cls():
     outputs = {
-        "box_preds": torch.zeros(1, 1, 4), "obj_logits": torch.tensor([[0.0]]), "cls_logits": torch.tensor([[[math.log(3.0)]]]),
-        "grid_xy": torch.zeros(1, 2), "strides": torch.tensor([8.0]),
+        "box_preds": torch.zeros(1, 1, 4),
+        "obj_logits": torch.tensor([[0.0]]),
+        "cls_logits": torch.tensor([[[math.log(3.0)]]]),
+        "grid_xy": torch.zeros(1, 2),
+        "strides": torch.tensor([8.0]),
     }
-    (r,) = detections_from_outputs(outputs, image_size=(16, 16), score_threshold=0.0, nms_iou=0.5,
-                                   max_detections=5, pre_nms_top_k=5)
+    (r,) = detections_from_outputs(
+        outputs, image_size=(16, 16), score_threshold=0.0, nms_iou=0.5, max_detections=5, pre_nms_top_k=5
+    )
     assert r["scores"].tolist() == pytest.approx([0.5 * 0.75])
     assert r["boxes"].tolist() == [[0.0, 0.0, 4.0, 4.0]]

@@ -10,16 +10,18 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.retinanet import RetinaNetHead
 
-import trainer.models.heads.anchor_decoupled  # noqa: F401
-import trainer.models.heads.anchor_free_decoupled  # noqa: F401
-import trainer.models.heads.fc  # noqa: F401
+from trainer.components import load_builtin_components
 from trainer.registry import HEADS
+
+load_builtin_components()  # every registered component gets the generic tests below
 
 PRIOR_BIAS = -math.log((1 - 0.01) / 0.01)
 
 
 def _features(channels: list[int], strides: list[int], size: tuple[int, int], batch: int = 2) -> list[torch.Tensor]:
-    return [torch.randn(batch, c, -(-size[0] // s), -(-size[1] // s), requires_grad=True) for c, s in zip(channels, strides)]
+    return [
+        torch.randn(batch, c, -(-size[0] // s), -(-size[1] // s), requires_grad=True) for c, s in zip(channels, strides)
+    ]
 
 
 def test_expected_names_registered():
@@ -32,7 +34,7 @@ def test_expected_names_registered():
 @pytest.mark.parametrize("name", HEADS.names())
 def test_forward_backward(name):
     torch.manual_seed(0)
-    channels, strides, size = [32, 32, 32], [8, 16, 32], (64, 96)
+    channels, strides, size = [32, 32, 32], [8, 16, 32], (32, 64)
     head = HEADS.get(name)(in_channels=channels, in_strides=strides, num_classes=3)
     features = _features(channels, strides, size)
     outputs = head(features, image_size=size)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import trainer.models.backbones.cspdarknet  # noqa: F401
-import trainer.models.heads.anchor_free_decoupled  # noqa: F401
-import trainer.models.necks.fpn  # noqa: F401
-import trainer.models.necks.pafpn  # noqa: F401
+from trainer.components import load_builtin_components
 from trainer.registry import BACKBONES, HEADS, NECKS
+
+load_builtin_components()  # every registered component gets the generic tests below
 
 IN_CHANNELS = [16, 32, 64]
 IN_STRIDES = [8, 16, 32]
@@ -17,7 +16,8 @@ IN_STRIDES = [8, 16, 32]
 
 def _features(height: int = 64, width: int = 96, batch: int = 2) -> list[torch.Tensor]:
     return [
-        torch.randn(batch, c, -(-height // s), -(-width // s), requires_grad=True) for c, s in zip(IN_CHANNELS, IN_STRIDES)
+        torch.randn(batch, c, -(-height // s), -(-width // s), requires_grad=True)
+        for c, s in zip(IN_CHANNELS, IN_STRIDES)
     ]
 
 
@@ -48,8 +48,11 @@ def test_pafpn_keeps_channels_and_strides():
         NECKS.get("pafpn")(in_channels=[16, 32], in_strides=[8, 16])
 
 
-def test_fpn_p6p7_gives_retinanet_levels():
-    neck = NECKS.get("fpn")(in_channels=IN_CHANNELS, in_strides=IN_STRIDES, out_channels=32, extra_levels="p6p7")
+@pytest.mark.parametrize("extra", ["p6p7", "p6p7_c5"])
+def test_fpn_p6p7_gives_retinanet_levels(extra):
+    neck = NECKS.get("fpn")(in_channels=IN_CHANNELS, in_strides=IN_STRIDES, out_channels=32, extra_levels=extra)
+    p6_input = 32 if extra == "p6p7" else IN_CHANNELS[-1]  # P5 (torchvision v1) or C5 (v2)
+    assert neck.fpn.extra_blocks.p6.in_channels == p6_input
     assert neck.out_strides == [8, 16, 32, 64, 128] and neck.out_channels == [32] * 5
     outputs = neck(_features(256, 320))
     assert [tuple(o.shape[2:]) for o in outputs] == [(32, 40), (16, 20), (8, 10), (4, 5), (2, 3)]
@@ -62,8 +65,10 @@ def test_fpn_p6p7_gives_retinanet_levels():
 def test_yolox_backbone_neck_head_match_official_parameter_count(size, expected):
     backbone = BACKBONES.get(f"cspdarknet_{size}")()
     neck = NECKS.get("pafpn")(
-        in_channels=backbone.out_channels, in_strides=backbone.out_strides,
-        depth=backbone.depth, depthwise=backbone.depthwise,
+        in_channels=backbone.out_channels,
+        in_strides=backbone.out_strides,
+        depth=backbone.depth,
+        depthwise=backbone.depthwise,
     )
     head = HEADS.get("anchor_free_decoupled")(
         in_channels=neck.out_channels, in_strides=neck.out_strides, num_classes=80, depthwise=backbone.depthwise

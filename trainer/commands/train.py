@@ -15,7 +15,7 @@ from trainer.recipe import LoadedRecipe, RecipeError, RecipeIssue, load_recipe, 
 # what may differ between a resumed run and the recipe it was started with
 RESUMABLE_CHANGES = {
     ("training", "epochs"), ("logging", "progress"), ("logging", "log_every"), ("environment", "num_workers"),
-    ("environment", "device"), ("environment", "pin_memory"),
+    ("environment", "device"), ("environment", "pin_memory"), ("logging", "output_dir"), ("logging", "name"),
 }
 
 

@@ -62,10 +62,16 @@ def build_coco_gt(
     for image, boxes, image_labels, crowd in zip(images, boxes_xyxy, labels, iscrowd):
         for box, label, is_crowd in zip(np.asarray(boxes).reshape(-1, 4), image_labels, crowd):
             x1, y1, x2, y2 = (float(v) for v in box)
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image["id"], "category_id": int(label),
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(bool(is_crowd)),
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image["id"],
+                    "category_id": int(label),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(bool(is_crowd)),
+                }
+            )
     categories = [{"id": index, "name": name} for index, name in enumerate(class_names)]
     return {"info": {}, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
 
@@ -78,7 +84,11 @@ def load_json(path: Path, *, kind: str) -> dict:
             data = json.load(handle)
     except json.JSONDecodeError as error:
         raise DataError(f"{kind}: {path}:{error.lineno}: invalid JSON: {error.msg}") from error
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("categories"), list)
+    ):
         raise DataError(f"{kind}: {path}: not a COCO instances file (needs 'images' and 'categories' lists)")
     return data
 
@@ -109,7 +119,10 @@ class CocoDataset(torch.utils.data.Dataset):
             category_to_label = {}
             for category in categories:
                 if category["name"] not in self.class_names:
-                    raise DataError(f"coco: {path}: category {category['id']} '{category['name']}' is not in class_names {self.class_names}")
+                    raise DataError(
+                        f"coco: {path}: category {category['id']} '{category['name']}' "
+                        f"is not in class_names {self.class_names}"
+                    )
                 category_to_label[category["id"]] = self.class_names.index(category["name"])
 
         self.images: list[dict] = []
@@ -117,7 +130,9 @@ class CocoDataset(torch.utils.data.Dataset):
         missing = []
         for image in data["images"]:
             if not all(key in image for key in ("id", "file_name", "width", "height")):
-                raise DataError(f"coco: {path}: image entry {image.get('id', '?')} needs id, file_name, width and height")
+                raise DataError(
+                    f"coco: {path}: image entry {image.get('id', '?')} needs id, file_name, width and height"
+                )
             if image["id"] in index_of:
                 raise DataError(f"coco: {path}: duplicate image id {image['id']}")
             index_of[image["id"]] = len(self.images)
@@ -125,7 +140,10 @@ class CocoDataset(torch.utils.data.Dataset):
             if not (self.images_dir / image["file_name"]).is_file():
                 missing.append(image["file_name"])
         if missing:
-            raise DataError(f"coco: {len(missing)} image file(s) listed in {path} are missing from {self.images_dir}, e.g. {missing[:3]}")
+            raise DataError(
+                f"coco: {len(missing)} image file(s) listed in {path} are missing from {self.images_dir}, "
+                f"e.g. {missing[:3]}"
+            )
         if not self.images:
             raise DataError(f"coco: {path} lists no images")
 
@@ -134,11 +152,20 @@ class CocoDataset(torch.utils.data.Dataset):
         for ann in data.get("annotations", []):
             ann_id = ann.get("id", "?")
             if ann.get("category_id") not in category_to_label:
-                raise DataError(f"coco: {path}: annotation {ann_id} has category_id {ann.get('category_id')!r}, which is not in 'categories'")
+                raise DataError(
+                    f"coco: {path}: annotation {ann_id} has category_id {ann.get('category_id')!r}, "
+                    "which is not in 'categories'"
+                )
             if ann.get("image_id") not in index_of:
-                raise DataError(f"coco: {path}: annotation {ann_id} has image_id {ann.get('image_id')!r}, which is not in 'images'")
+                raise DataError(
+                    f"coco: {path}: annotation {ann_id} has image_id {ann.get('image_id')!r}, which is not in 'images'"
+                )
             bbox = ann.get("bbox")
-            if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            if (
+                not isinstance(bbox, (list, tuple))
+                or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) for v in bbox)
+            ):
                 raise DataError(f"coco: {path}: annotation {ann_id} needs a bbox [x, y, w, h], got {bbox!r}")
             label, crowd = category_to_label[ann["category_id"]], bool(ann.get("iscrowd", 0))
             per_image[index_of[ann["image_id"]]].append((bbox, label, crowd))
@@ -168,11 +195,14 @@ class CocoDataset(torch.utils.data.Dataset):
         height, width = image.shape[-2:]
         if (height, width) != (info["height"], info["width"]):
             raise DataError(
-                f"coco: {path} is {width}x{height} pixels but {self.annotations_file} says {info['width']}x{info['height']}"
+                f"coco: {path} is {width}x{height} pixels but {self.annotations_file} "
+                f"says {info['width']}x{info['height']}"
             )
         return {
             "image": image,
-            "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(self._boxes[index]), format="XYXY", canvas_size=(height, width)),
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(self._boxes[index]), format="XYXY", canvas_size=(height, width)
+            ),
             "labels": torch.from_numpy(self._labels[index]),
             "iscrowd": torch.from_numpy(self._crowd[index]),
             "image_id": int(info["id"]),
@@ -181,7 +211,14 @@ class CocoDataset(torch.utils.data.Dataset):
     def coco_gt(self) -> dict:
         """The source annotations as a COCO dict; category_id = contiguous class index, ids 1..N."""
         annotations = [
-            {"id": number, "image_id": image_id, "category_id": label, "bbox": bbox, "area": area, "iscrowd": int(crowd)}
+            {
+                "id": number,
+                "image_id": image_id,
+                "category_id": label,
+                "bbox": bbox,
+                "area": area,
+                "iscrowd": int(crowd),
+            }
             for number, (image_id, label, bbox, area, crowd) in enumerate(self._raw, start=1)
         ]
         categories = [{"id": index, "name": name} for index, name in enumerate(self.class_names)]

@@ -67,6 +67,8 @@ def read_rgb_image(path: str | os.PathLike) -> tv_tensors.Image:
             image = _decode_pil(path)
     except (RuntimeError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"cannot decode image {path}: {_short_reason(error)}") from error
+    if image.dtype != torch.uint8:  # 16-bit PNGs decode as uint16: rescale to 0..255
+        image = (image.to(torch.int32) // 257).to(torch.uint8)
     return tv_tensors.Image(image)
 
 

@@ -97,4 +97,5 @@ def build_loader(
         collate_fn=collate,
         drop_last=drop_last and len(sampler) >= batch_size,
         prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),  # never draws from (and shifts) the global RNG
     )

@@ -85,7 +85,9 @@ class MaskFolderDataset(torch.utils.data.Dataset):
         image_dir, mask_dir = Path(root) / "images" / split, Path(root) / "masks" / split
         for folder in (image_dir, mask_dir):
             if not folder.is_dir():
-                raise DataError(f"mask_folder: folder not found: {folder} (expected root/images/{split}/ and root/masks/{split}/)")
+                raise DataError(
+                    f"mask_folder: folder not found: {folder} (expected root/images/{split}/ and root/masks/{split}/)"
+                )
         images = _by_stem([p for p in list_images(image_dir) if p.suffix.lower() in IMAGE_EXTENSIONS], image_dir)
         masks = _by_stem([p for p in list_images(mask_dir) if p.suffix.lower() in MASK_EXTENSIONS], mask_dir)
         no_mask = sorted(set(images) - set(masks))
@@ -108,7 +110,9 @@ class MaskFolderDataset(torch.utils.data.Dataset):
                 if (raw[..., 0] == raw[..., 1]).all() and (raw[..., 0] == raw[..., 2]).all():
                     raw = raw[..., 0]
                 else:
-                    raise DataError(f"{path}: colour mask but no palette given (set data palette, or save class-index PNGs)")
+                    raise DataError(
+                        f"{path}: colour mask but no palette given (set data palette, or save class-index PNGs)"
+                    )
             else:
                 codes = raw[..., 0] * 65536 + raw[..., 1] * 256 + raw[..., 2]
                 palette_codes = self.palette[:, 0] * 65536 + self.palette[:, 1] * 256 + self.palette[:, 2]
@@ -137,4 +141,8 @@ class MaskFolderDataset(torch.utils.data.Dataset):
                 f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path} is "
                 f"{image.shape[-1]}x{image.shape[-2]}"
             )
-        return {"image": image, "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask))), "image_id": index}
+        return {
+            "image": image,
+            "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask))),
+            "image_id": index,
+        }

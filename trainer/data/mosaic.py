@@ -57,7 +57,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         enabled: bool = True,
     ) -> None:
         if getattr(dataset, "task", "detection") != "detection":
-            raise DataError(f"mosaic/mixup are for detection data, not {getattr(dataset, 'task')}")
+            raise DataError(f"mosaic/mixup are for detection data, not {dataset.task}")
         size = [int(output_size)] * 2 if isinstance(output_size, (int, float)) else [int(v) for v in output_size]
         if len(size) != 2 or min(size) < 4:
             raise DataError(f"mosaic: output_size must be an int or [h, w] of at least 4, got {output_size}")
@@ -155,13 +155,17 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         nh, nw = other_image.shape[-2:]
         if float(torch.rand(())) < 0.5:
             other_image = other_image.flip(-1)
-            other_boxes = torch.stack([nw - other_boxes[:, 2], other_boxes[:, 1], nw - other_boxes[:, 0], other_boxes[:, 3]], 1)
+            other_boxes = torch.stack(
+                [nw - other_boxes[:, 2], other_boxes[:, 1], nw - other_boxes[:, 0], other_boxes[:, 3]], 1
+            )
         canvas = torch.full((3, max(h, nh), max(w, nw)), self.fill, dtype=torch.uint8)
         canvas[:, :nh, :nw] = other_image
         oy = int(torch.randint(canvas.shape[-2] - h + 1, ()))
         ox = int(torch.randint(canvas.shape[-1] - w + 1, ()))
         patch = canvas[:, oy : oy + h, ox : ox + w]
-        other_boxes, keep = _filter_boxes(other_boxes - torch.tensor([ox, oy] * 2, dtype=torch.float32), height=h, width=w)
+        other_boxes, keep = _filter_boxes(
+            other_boxes - torch.tensor([ox, oy] * 2, dtype=torch.float32), height=h, width=w
+        )
         blended = (0.5 * image.float() + 0.5 * patch.float()).round().to(torch.uint8)
         return (
             blended,

@@ -98,11 +98,16 @@ class ShapesDataset(torch.utils.data.Dataset):
         images, boxes, labels = [], [], []
         for index in range(self.num_images):
             drawn = generate_sample(
-                seed=self.generator_seed, index=index, image_size=size,
-                min_shapes=self.min_shapes, max_shapes=self.max_shapes,
+                seed=self.generator_seed,
+                index=index,
+                image_size=size,
+                min_shapes=self.min_shapes,
+                max_shapes=self.max_shapes,
             )
             images.append({"id": index, "width": size, "height": size, "file_name": f"shapes_{index:06d}.png"})
             boxes.append(drawn.boxes)
             labels.append(drawn.labels)
         crowd = [torch.zeros(len(x), dtype=torch.bool).numpy() for x in labels]
-        return build_coco_gt(images=images, boxes_xyxy=boxes, labels=labels, iscrowd=crowd, class_names=self.class_names)
+        return build_coco_gt(
+            images=images, boxes_xyxy=boxes, labels=labels, iscrowd=crowd, class_names=self.class_names
+        )

@@ -53,7 +53,7 @@ def normalize_images(images: torch.Tensor, params: NormalizeParams | None) -> to
     return (images - mean) / std
 
 
-def _fill(fill: int | float | list[float]) -> dict:
+def _fill(fill: float | list[float]) -> dict:
     return {tv_tensors.Image: fill, tv_tensors.Mask: MASK_FILL}
 
 
@@ -67,7 +67,7 @@ def _detection_targets(sample: Any) -> Any:
 class Letterbox(v2.Transform):
     """Resize keeping the aspect ratio to fit (h, w), then pad right and bottom to exactly (h, w)."""
 
-    def __init__(self, size: tuple[int, int], fill: int | float | list[float] = 114) -> None:
+    def __init__(self, size: tuple[int, int], fill: float | list[float] = 114) -> None:
         super().__init__()
         self.size = size
         self.fill = fill
@@ -172,7 +172,10 @@ def rand_augment(*, num_ops: int = 2, magnitude: int = 9) -> v2.Transform:
 
 @TRANSFORMS.register("random_erasing")
 def random_erasing(
-    *, p: float = 0.5, scale: list[float] = (0.02, 0.33), ratio: list[float] = (0.3, 3.3),
+    *,
+    p: float = 0.5,
+    scale: list[float] = (0.02, 0.33),
+    ratio: list[float] = (0.3, 3.3),
     value: float | list[float] | str = 0.0,
 ) -> v2.Transform:
     return ImageRandomErasing(p=p, scale=tuple(scale), ratio=tuple(ratio), value=value)
@@ -180,19 +183,24 @@ def random_erasing(
 
 @TRANSFORMS.register("random_iou_crop", tasks=("detection",))
 def random_iou_crop(
-    *, min_scale: float = 0.3, max_scale: float = 1.0, min_aspect_ratio: float = 0.5,
-    max_aspect_ratio: float = 2.0, trials: int = 40,
+    *,
+    min_scale: float = 0.3,
+    max_scale: float = 1.0,
+    min_aspect_ratio: float = 0.5,
+    max_aspect_ratio: float = 2.0,
+    trials: int = 40,
 ) -> v2.Transform:
     return v2.RandomIoUCrop(
-        min_scale=min_scale, max_scale=max_scale, min_aspect_ratio=min_aspect_ratio,
-        max_aspect_ratio=max_aspect_ratio, trials=trials,
+        min_scale=min_scale,
+        max_scale=max_scale,
+        min_aspect_ratio=min_aspect_ratio,
+        max_aspect_ratio=max_aspect_ratio,
+        trials=trials,
     )
 
 
 @TRANSFORMS.register("random_zoom_out")
-def random_zoom_out(
-    *, fill: int | list[int] = 0, side_range: list[float] = (1.0, 4.0), p: float = 0.5
-) -> v2.Transform:
+def random_zoom_out(*, fill: int | list[int] = 0, side_range: list[float] = (1.0, 4.0), p: float = 0.5) -> v2.Transform:
     return v2.RandomZoomOut(fill=_fill(fill), side_range=tuple(side_range), p=p)
 
 
@@ -237,7 +245,9 @@ def build_transform(entry: Mapping, *, task: str | None = None, where: str = "au
         if key not in parameters:
             hint = closest_name(key, list(parameters))
             hint = f"; did you mean '{hint}'?" if hint else ""
-            raise DataError(f"{where}: transform '{name}' has no option '{key}'{hint} (options: {', '.join(parameters)})")
+            raise DataError(
+                f"{where}: transform '{name}' has no option '{key}'{hint} (options: {', '.join(parameters)})"
+            )
     for key, parameter in parameters.items():
         if parameter.default is inspect.Parameter.empty and key not in options:
             raise DataError(f"{where}: transform '{name}' needs option '{key}'")

@@ -45,7 +45,8 @@ def parse_label_file(path: Path, *, num_classes: int) -> tuple[np.ndarray, np.nd
                 continue
             if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
                 raise DataError(
-                    f"{path}:{line_number}: expected 5 fields 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 ...'), "
+                    f"{path}:{line_number}: expected 5 fields 'class cx cy w h' "
+                    "(or a polygon 'class x1 y1 x2 y2 ...'), "
                     f"got {len(fields)}: {line.strip()!r}"
                 )
             try:
@@ -58,7 +59,8 @@ def parse_label_file(path: Path, *, num_classes: int) -> tuple[np.ndarray, np.nd
             class_id = values[0]
             if not class_id.is_integer() or not 0 <= class_id < num_classes:
                 raise DataError(
-                    f"{path}:{line_number}: class id {fields[0]} is not one of the {num_classes} classes (0..{num_classes - 1})"
+                    f"{path}:{line_number}: class id {fields[0]} is not one of the {num_classes} classes "
+                    f"(0..{num_classes - 1})"
                 )
             if len(values) == 5:
                 cx, cy, w, h = values[1:]
@@ -151,14 +153,18 @@ class YoloDataset(torch.utils.data.Dataset):
 
         if class_names is not None:
             if yaml_names is not None and list(class_names) != yaml_names:
-                raise DataError(f"yolo: class_names {list(class_names)} differ from 'names' in {data_yaml}: {yaml_names}")
+                raise DataError(
+                    f"yolo: class_names {list(class_names)} differ from 'names' in {data_yaml}: {yaml_names}"
+                )
             names = [str(name) for name in class_names]
         elif yaml_names is not None:
             names = yaml_names
         elif root is not None and (Path(root) / "classes.txt").is_file():
             names = [line.strip() for line in (Path(root) / "classes.txt").read_text().splitlines() if line.strip()]
         else:
-            raise DataError("yolo: no class names: set class_names, or give a data_yaml with 'names', or root/classes.txt")
+            raise DataError(
+                "yolo: no class names: set class_names, or give a data_yaml with 'names', or root/classes.txt"
+            )
         self.class_names: list[str] = names
         self.image_paths: list[Path] = image_paths
 
@@ -208,4 +214,6 @@ class YoloDataset(torch.utils.data.Dataset):
             images.append({"id": index, "width": width, "height": height, "file_name": str(path)})
             boxes.append(self._boxes[index] * np.array([width, height, width, height], dtype=np.float32))
         crowd = [np.zeros(len(labels), dtype=bool) for labels in self._labels]
-        return build_coco_gt(images=images, boxes_xyxy=boxes, labels=self._labels, iscrowd=crowd, class_names=self.class_names)
+        return build_coco_gt(
+            images=images, boxes_xyxy=boxes, labels=self._labels, iscrowd=crowd, class_names=self.class_names
+        )

@@ -120,7 +120,8 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
         restore_rng_state(checkpoint["rng"])
         say(logger, f"resumed from {resume_from}: epoch {start_epoch + 1}, step {skip_steps}")
 
-    csv_log = MetricsCsv(run_dir / "metrics.csv") if main else None
+    history: list[dict[str, Any]] = checkpoint.get("history", []) if resume_from is not None else []
+    csv_log = MetricsCsv(run_dir / "metrics.csv", rows=history) if main else None
     state = StepState(
         model=model, loss_module=session.loss_module, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
         ema=ema, device=device, amp_dtype=amp, grad_clip=training.grad_clip, accumulation=training.grad_accum_steps,
@@ -133,7 +134,7 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
             "best_metric": best_metric, "best_value": best_value, "stale_validations": stale_validations,
             "rng": rng_state(), "recipe": recipe_to_yaml(recipe), "task": recipe.task,
-            "class_names": session.class_names,
+            "class_names": session.class_names, "history": list(history),
         }
 
     result = FitResult(run_dir=run_dir, best_metric=best_metric, best_value=best_value)
@@ -205,11 +206,13 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
             if main:
                 say(logger, f"epoch {epoch + 1}/{training.epochs} " + " ".join(
                     f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"))
-                csv_log.append(row)
+            history.append(row)
+            if main:
                 state_dict = checkpoint_state(epoch + 1, 0)
                 save_checkpoint(state_dict, run_dir / "checkpoints" / "last.pt")
                 if improved:
                     save_checkpoint(state_dict, run_dir / "checkpoints" / "best.pt")
+                csv_log.write(history)
             result.epochs_done = epoch + 1
             distributed.barrier()
             patience = training.early_stopping.patience

@@ -82,23 +82,23 @@ def metrics_table(metrics: dict[str, float], *, title: str) -> Table:
 
 
 class MetricsCsv:
-    """One row per epoch; the header is the union of every row's keys, in order of appearance."""
+    """One row per epoch; the header is the union of every row's keys, in order of appearance.
 
-    def __init__(self, path: Path) -> None:
+    The rows also live in the checkpoint, so a resumed run rewrites the file from there.
+    """
+
+    def __init__(self, path: Path, *, rows: list[dict[str, Any]]) -> None:
         self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if path.exists():
-            with open(path, newline="", encoding="utf-8") as handle:
-                self.rows = list(csv.DictReader(handle))
+        if rows:
+            self.write(rows)
 
-    def append(self, row: dict[str, Any]) -> None:
-        self.rows = [r for r in self.rows if str(r.get("epoch")) != str(row["epoch"])] + [row]
+    def write(self, rows: list[dict[str, Any]]) -> None:
         header: list[str] = []
-        for existing in self.rows:
-            header += [key for key in existing if key not in header]
+        for row in rows:
+            header += [key for key in row if key not in header]
         temporary = self.path.with_suffix(".csv.tmp")
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=header)
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows(rows)
         temporary.replace(self.path)

@@ -107,9 +107,9 @@ def boundary_target(
         height, width = edge.shape[-2:]
         rows = torch.arange(height, device=edge.device)
         cols = torch.arange(width, device=edge.device)
-        inside = ((rows >= border) & (rows < height - border))[:, None] & (
-            (cols >= border) & (cols < width - border)
-        )[None, :]
+        inside_rows = (rows >= border) & (rows < height - border)
+        inside_cols = (cols >= border) & (cols < width - border)
+        inside = inside_rows[:, None] & inside_cols[None, :]
         edge = edge * inside
     if dilation > 1:
         # cv2.dilate anchors a k x k kernel at (k // 2, k // 2): the window covers offsets

@@ -142,13 +142,20 @@ def pidnet_loss(
     def main_loss(target: torch.Tensor) -> torch.Tensor:
         if ohem:
             return ohem_cross_entropy(
-                logits, target, ignore_index=ignore_index, threshold=ohem_threshold,
-                min_kept=min_kept, class_weights=class_weights,
+                logits,
+                target,
+                ignore_index=ignore_index,
+                threshold=ohem_threshold,
+                min_kept=min_kept,
+                class_weights=class_weights,
             )
         return cross_entropy_2d(logits, target, ignore_index=ignore_index, class_weights=class_weights)
 
     aux = cross_entropy_2d(
-        logits_p, labels, ignore_index=ignore_index, class_weights=class_weights,
+        logits_p,
+        labels,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
         mean_over_valid=(not ohem) if aux_mean_over_valid is None else aux_mean_over_valid,
     )
     semantic = balance_weights[0] * aux + balance_weights[1] * main_loss(labels)
@@ -184,13 +191,18 @@ class PIDNetLoss(nn.Module):
             raise ValueError(f"balance_weights must be [aux P weight, main weight], got {balance_weights}")
         if not 0.0 < boundary_threshold < 1.0:
             raise ValueError(f"boundary_threshold must be in (0, 1), got {boundary_threshold}")
-        self.options = dict(
-            ignore_index=ignore_index, ohem=ohem, ohem_threshold=ohem_threshold, min_kept=min_kept,
-            balance_weights=(float(balance_weights[0]), float(balance_weights[1])),
-            boundary_weight=boundary_weight, boundary_aware_weight=boundary_aware_weight,
-            boundary_threshold=boundary_threshold, align_corners=align_corners,
-            aux_mean_over_valid=aux_mean_over_valid,
-        )
+        self.options = {
+            "ignore_index": ignore_index,
+            "ohem": ohem,
+            "ohem_threshold": ohem_threshold,
+            "min_kept": min_kept,
+            "balance_weights": (float(balance_weights[0]), float(balance_weights[1])),
+            "boundary_weight": boundary_weight,
+            "boundary_aware_weight": boundary_aware_weight,
+            "boundary_threshold": boundary_threshold,
+            "align_corners": align_corners,
+            "aux_mean_over_valid": aux_mean_over_valid,
+        }
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -207,6 +219,4 @@ class PIDNetLoss(nn.Module):
                 f"class_weights has {self.class_weights.numel()} entries but the model predicts "
                 f"{logits.shape[1]} classes"
             )
-        return pidnet_loss(
-            logits_p, logits, boundary_logits, labels, class_weights=self.class_weights, **self.options
-        )
+        return pidnet_loss(logits_p, logits, boundary_logits, labels, class_weights=self.class_weights, **self.options)

@@ -20,6 +20,9 @@ Deviations from the reference (deliberate)
 Kept on purpose (a torchvision quirk, reproduced for equality): a gt that overlaps no anchor (its
 best IoU is 0) makes every anchor with IoU 0 to it a low-quality match to that anchor's argmax gt.
 Out-of-image gts should be dropped by the data pipeline.
+
+Cost: the (B, M, A) IoU matrix (torchvision's ``box_iou`` makes a few of that size while computing).
+No host sync, except inside torchvision's ``generalized_box_iou_loss`` (boolean-mask indexing).
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def retinanet_loss(
         raise ValueError(f"box_loss must be one of {', '.join(BOX_LOSSES)}; got '{box_loss}'")
     with torch.autocast(device_type=cls_logits.device.type, enabled=False):
         cls_logits, box_regression, anchors = cls_logits.float(), box_regression.float(), anchors.float()
-        batch_size, num_anchors, num_classes = cls_logits.shape
+        batch_size, _, num_classes = cls_logits.shape
         if gt_boxes.shape[1] == 0:  # one padding row keeps a single code path
             gt_boxes = gt_boxes.new_zeros((batch_size, 1, 4))
             gt_labels = gt_labels.new_full((batch_size, 1), -1)

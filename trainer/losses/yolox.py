@@ -23,6 +23,9 @@ Deviations from the reference (deliberate)
   count) and the normaliser is ``max(global_fg, 1) / world_size``: DDP averages gradients over
   ranks, so this makes the averaged gradient equal to the gradient of
   ``global_sum / max(global_fg, 1)``, i.e. exactly single-process training on the global batch.
+  Every rank must call the loss (it holds a collective), as in training.
+
+Cost: a few (B, M, A) fp32 tensors (B 16, M 100, A 8400: about 54 MB each); no host sync.
 """
 
 from __future__ import annotations
@@ -71,16 +74,9 @@ def _centre_candidates(
     anchor_centre = (grid_xy + 0.5) * strides[:, None]  # (A, 2)
     reach = strides * center_radius  # (A,)
     gt_x, gt_y = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # (B, M, 1)
-    deltas = torch.stack(
-        [
-            anchor_centre[:, 0] - (gt_x - reach),
-            anchor_centre[:, 1] - (gt_y - reach),
-            (gt_x + reach) - anchor_centre[:, 0],
-            (gt_y + reach) - anchor_centre[:, 1],
-        ],
-        dim=-1,
-    )
-    return (deltas.amin(dim=-1) > 0.0) & gt_valid[..., None]
+    inside_x = torch.minimum(anchor_centre[:, 0] - (gt_x - reach), (gt_x + reach) - anchor_centre[:, 0])
+    inside_y = torch.minimum(anchor_centre[:, 1] - (gt_y - reach), (gt_y + reach) - anchor_centre[:, 1])
+    return (torch.minimum(inside_x, inside_y) > 0.0) & gt_valid[..., None]
 
 
 @torch.no_grad()
@@ -167,7 +163,7 @@ def yolox_loss(
     with torch.autocast(device_type=box_preds.device.type, enabled=False):
         box_preds, obj_logits, cls_logits = box_preds.float(), obj_logits.float(), cls_logits.float()
         grid_xy, strides = grid_xy.float(), strides.float()
-        batch_size, num_anchors, num_classes = cls_logits.shape
+        batch_size, _, num_classes = cls_logits.shape
         if gt_boxes.shape[1] == 0:  # one padding row keeps a single code path
             gt_boxes = gt_boxes.new_zeros((batch_size, 1, 4))
             gt_labels = gt_labels.new_full((batch_size, 1), -1)

@@ -26,6 +26,8 @@ class RecipeIssue:
 
     def __str__(self) -> str:
         prefix = f"{self.where}: " if self.where else ""
+        if not self.path:  # a problem with the whole recipe or a command-line option
+            return f"{prefix}{self.message}"
         return f"{prefix}{format_path(self.path)}: {self.message}"
 
 

@@ -25,6 +25,7 @@ from trainer.registry import (
     OPTIMIZERS,
     SCHEDULERS,
     TRANSFORMS,
+    closest_name,
 )
 
 LOSS_ENTRY_KEYS = ("criterion", "name", "weight", "exclude", "inputs")
@@ -33,6 +34,28 @@ TASK_METRICS = {
     "detection": ("mAP50_95", "mAP50", "mAP75"),
     "segmentation": ("mIoU", "pixel_acc"),
 }
+
+
+# numbers that must be at least this much, and strings that must be one of these (also in the JSON Schema)
+MINIMUMS: dict[KeyPath, int] = {
+    ("training", "epochs"): 1,
+    ("training", "batch_size"): 1,
+    ("training", "grad_accum_steps"): 1,
+    ("training", "val_every"): 1,
+    ("training", "max_steps_per_epoch"): 1,
+    ("training", "early_stopping", "patience"): 0,
+    ("training", "ema", "warmup_steps"): 0,
+    ("logging", "log_every"): 1,
+    ("logging", "val_images_every"): 0,
+    ("environment", "num_workers"): 0,
+    ("augmentation", "mosaic", "off_last_epochs"): 0,
+}
+CHOICES: dict[KeyPath, tuple[str, ...]] = {
+    ("task",): TASKS,
+    ("training", "amp"): AMP_MODES,
+    ("logging", "progress"): ("auto", "bar", "lines", "none"),
+}
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 
 class IssueCollector:
@@ -61,32 +84,16 @@ def _check_ranges(recipe: dict[str, Any], report: IssueCollector) -> None:
             node = node[part]
         return node
 
-    at_least = {
-        ("training", "epochs"): 1,
-        ("training", "batch_size"): 1,
-        ("training", "grad_accum_steps"): 1,
-        ("training", "val_every"): 1,
-        ("training", "max_steps_per_epoch"): 1,
-        ("training", "early_stopping", "patience"): 0,
-        ("training", "ema", "warmup_steps"): 0,
-        ("logging", "log_every"): 1,
-        ("logging", "val_images_every"): 0,
-        ("environment", "num_workers"): 0,
-        ("augmentation", "mosaic", "off_last_epochs"): 0,
-    }
-    for path, minimum in at_least.items():
+    for path, minimum in MINIMUMS.items():
         value = get(path)
         if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
             report(path, f"must be at least {minimum}, got {value}")
-    choices = {
-        ("task",): TASKS,
-        ("training", "amp"): AMP_MODES,
-        ("logging", "progress"): ("auto", "bar", "lines", "none"),
-    }
-    for path, valid in choices.items():
+    for path, valid in CHOICES.items():
         value = get(path)
         if isinstance(value, str) and value not in valid:
-            report(path, f"must be one of {', '.join(valid)}, got '{value}'")
+            suggestion = closest_name(value, valid)
+            hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+            report(path, f"must be one of {', '.join(valid)}, got '{value}'{hint}")
     decay = get(("training", "ema", "decay"))
     if isinstance(decay, (int, float)) and not 0.0 < decay < 1.0:
         report(("training", "ema", "decay"), f"must be between 0 and 1, got {decay}")
@@ -94,7 +101,7 @@ def _check_ranges(recipe: dict[str, Any], report: IssueCollector) -> None:
     if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip <= 0:
         report(("training", "grad_clip"), f"must be positive, got {clip}")
     device = get(("environment", "device"))
-    if isinstance(device, str) and not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+    if isinstance(device, str) and not re.fullmatch(DEVICE_PATTERN, device):
         report(("environment", "device"), f"must be auto, cpu, cuda or cuda:N, got '{device}'")
 
 
@@ -129,6 +136,9 @@ def _check_components(recipe: dict[str, Any], report: IssueCollector) -> None:
     data = _mapping(recipe, "data")
     dataset_name = data.get("format", "shapes")
     dataset = lookup(DATASETS, dataset_name, ("data", "format"), report)
+    dataset_tasks = DATASETS.meta(dataset_name).get("tasks", TASKS) if dataset is not None else TASKS
+    if task in TASKS and task not in dataset_tasks:
+        report(("data", "format"), f"dataset '{dataset_name}' holds {' or '.join(dataset_tasks)} data, not {task}")
     if dataset is not None:
         for split in ("train", "val"):
             check_named_component(
@@ -200,4 +210,20 @@ def validate_raw_recipe(recipe: dict[str, Any], locations: Locations) -> None:
     _check_ranges(recipe, report)
     _check_components(recipe, report)
     if report.issues:
-        raise RecipeError(report.issues)
+        raise RecipeError(sort_issues(report.issues))
+
+
+def sort_issues(issues: list[RecipeIssue]) -> list[RecipeIssue]:
+    """In reading order: by file (first mention), line and column; command-line overrides after."""
+    files: list[str] = []
+
+    def key(issue: RecipeIssue) -> tuple:
+        match = re.fullmatch(r"(.*):(\d+):(\d+)", issue.where or "")
+        if match is None:
+            return (1, 0, 0, 0)
+        if match.group(1) not in files:
+            files.append(match.group(1))
+        return (0, files.index(match.group(1)), int(match.group(2)), int(match.group(3)))
+
+    unique = list(dict.fromkeys(issues))
+    return sorted(unique, key=key)

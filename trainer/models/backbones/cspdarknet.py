@@ -51,7 +51,12 @@ def conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: in
 
 class Bottleneck(nn.Module):
     def __init__(
-        self, in_channels: int, out_channels: int, shortcut: bool = True, expansion: float = 0.5, depthwise: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        shortcut: bool = True,
+        expansion: float = 0.5,
+        depthwise: bool = False,
     ) -> None:
         super().__init__()
         hidden = int(out_channels * expansion)

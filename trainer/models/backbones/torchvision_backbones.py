@@ -27,20 +27,35 @@ _SPECS: dict[str, tuple[list[list[str]], list[int], tuple[str, ...]]] = {
     "resnet34": (_RESNET_STAGES, [64, 128, 256, 512], ("fc.",)),
     "resnet50": (_RESNET_STAGES, [256, 512, 1024, 2048], ("fc.",)),
     "mobilenet_v3_small": (
-        [["features.0"], ["features.1"], ["features.2", "features.3"],
-         [f"features.{i}" for i in range(4, 9)], [f"features.{i}" for i in range(9, 13)]],
+        [
+            ["features.0"],
+            ["features.1"],
+            ["features.2", "features.3"],
+            [f"features.{i}" for i in range(4, 9)],
+            [f"features.{i}" for i in range(9, 13)],
+        ],
         [16, 24, 48, 576],
         ("classifier.",),
     ),
     "mobilenet_v3_large": (
-        [["features.0", "features.1"], ["features.2", "features.3"], [f"features.{i}" for i in range(4, 7)],
-         [f"features.{i}" for i in range(7, 13)], [f"features.{i}" for i in range(13, 17)]],
+        [
+            ["features.0", "features.1"],
+            ["features.2", "features.3"],
+            [f"features.{i}" for i in range(4, 7)],
+            [f"features.{i}" for i in range(7, 13)],
+            [f"features.{i}" for i in range(13, 17)],
+        ],
         [24, 40, 112, 960],
         ("classifier.",),
     ),
     "efficientnet_b0": (
-        [["features.0", "features.1"], ["features.2"], ["features.3"], ["features.4", "features.5"],
-         ["features.6", "features.7", "features.8"]],
+        [
+            ["features.0", "features.1"],
+            ["features.2"],
+            ["features.3"],
+            ["features.4", "features.5"],
+            ["features.6", "features.7", "features.8"],
+        ],
         [24, 40, 112, 1280],
         ("classifier.",),
     ),
@@ -76,7 +91,7 @@ def load_pretrained(
     own = module.state_dict()
 
     def renamed(prefix: str) -> dict[str, torch.Tensor]:
-        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         return {(aliases or {}).get(k, k): v for k, v in picked.items()}
 
     candidates = [renamed(prefix) for prefix in _PREFIXES]
@@ -113,8 +128,10 @@ class TorchvisionBackbone(nn.Module):
         super().__init__()
         stage_names, channels, classifier = _SPECS[arch]
         out_levels = tuple(int(level) for level in out_levels)
-        if not out_levels or any(level not in (2, 3, 4, 5) for level in out_levels) or list(out_levels) != sorted(
-            set(out_levels)
+        if (
+            not out_levels
+            or any(level not in (2, 3, 4, 5) for level in out_levels)
+            or list(out_levels) != sorted(set(out_levels))
         ):
             raise ValueError(f"out_levels must be increasing levels among 2..5 (strides 4..32), got {out_levels}")
         if not -1 <= frozen_stages <= 4:
@@ -161,9 +178,7 @@ def _register(arch: str) -> None:
         out_levels: tuple[int, ...] = (3, 4, 5),
         frozen_stages: int = -1,
     ) -> TorchvisionBackbone:
-        return TorchvisionBackbone(
-            arch=arch, pretrained=pretrained, out_levels=out_levels, frozen_stages=frozen_stages
-        )
+        return TorchvisionBackbone(arch=arch, pretrained=pretrained, out_levels=out_levels, frozen_stages=frozen_stages)
 
     build.__name__ = arch
     build.__qualname__ = arch

@@ -1,17 +1,13 @@
 """PIDNet (Xu et al., CVPR 2023): proportional (detail), integral (context) and derivative
-(boundary) branches. Layout and module names follow the official XuJiacong/PIDNet
-``models/pidnet.py`` / ``model_utils.py`` (commit 4c158cf), so official ImageNet and Cityscapes
-weights load by name; the code is our own.
+(boundary) branches. Layout and module names follow the official XuJiacong/PIDNet (commit 4c158cf)
+so official ImageNet / Cityscapes weights load by name (outputs equal to the official model's);
+the code is our own.
 
-Outputs: training -> ``logits_p`` (P-branch aux), ``logits`` (main), ``boundary_logits`` (B, 1, .)
-at 1/8 of the input; eval -> ``logits`` upsampled bilinearly to the input size
-(``align_corners=True``, as the official test code and our loss). With ``augment=False`` the aux
-heads are not built and ``logits`` is always at the input size.
-
-Notes: the official forward applies in-place ReLUs to the P and D features *after* keeping them
-for the aux heads, so those heads see the ReLU'd features; we do the same explicitly. Inner
-upsampling uses ``align_corners=False`` as the official model. Sizes that are not multiples of 8
-work (the official model needs multiples of 8).
+Outputs: training -> ``logits_p`` (P aux), ``logits``, ``boundary_logits`` (B, 1, .) at 1/8 of the
+input; eval -> ``logits`` upsampled bilinearly to the input size (``align_corners=True`` as the
+official test code and our loss). ``augment=False`` builds no aux heads and always returns
+``logits`` at the input size. The official in-place ReLUs make the aux heads see ReLU'd P / D
+features; we do that explicitly. Inputs need not be multiples of 8 (the official model needs it).
 """
 
 from __future__ import annotations
@@ -48,7 +44,9 @@ def _bn_relu_conv(cin: int, cout: int, k: int = 1, groups: int = 1, pool: nn.Mod
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, no_relu: bool = False) -> None:
+    def __init__(
+        self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, no_relu: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -65,7 +63,9 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 2
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, no_relu: bool = True) -> None:
+    def __init__(
+        self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, no_relu: bool = True
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -185,17 +185,17 @@ class Bag(nn.Module):
 
 @FULL_MODELS.register("pidnet", tasks=("segmentation",))
 class PIDNet(nn.Module):
-    def __init__(self, *, num_classes: int, size: str = "s", pretrained: str | None = None, augment: bool = True) -> None:
+    def __init__(
+        self, *, num_classes: int, size: str = "s", pretrained: str | None = None, augment: bool = True
+    ) -> None:
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"pidnet size must be one of {sorted(SIZES)}, got '{size}'")
         m, n, p, ppm, head = SIZES[size]
         self.augment = augment
         # I branch
-        self.conv1 = nn.Sequential(
-            nn.Conv2d(3, p, 3, 2, 1), nn.BatchNorm2d(p), nn.ReLU(),
-            nn.Conv2d(p, p, 3, 2, 1), nn.BatchNorm2d(p), nn.ReLU(),
-        )
+        stem = [(nn.Conv2d(c, p, 3, 2, 1), nn.BatchNorm2d(p), nn.ReLU()) for c in (3, p)]
+        self.conv1 = nn.Sequential(*stem[0], *stem[1])
         self.layer1 = _layer(BasicBlock, p, p, m)
         self.layer2 = _layer(BasicBlock, p, p * 2, m, stride=2)
         self.layer3 = _layer(BasicBlock, p * 2, p * 4, n, stride=2)
@@ -260,9 +260,9 @@ class PIDNet(nn.Module):
 def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, int]:
     """Load a local state dict by name; a subset (e.g. an ImageNet backbone) is allowed.
 
-    Accepts a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}`` (our checkpoints),
-    and strips a leading ``model.`` (official Cityscapes checkpoints) or ``module.`` (DDP). Tensors whose shape differs
-    (e.g. a classifier for another class count) are skipped and reported. Raises
+    Accepts a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}`` (our checkpoints); strips
+    a leading ``model.`` (official Cityscapes checkpoints) or ``module.`` (DDP). Tensors whose shape
+    differs (e.g. a classifier for another class count) are skipped and reported. Raises
     ``FileNotFoundError`` for a missing file and ``ValueError`` when nothing matches by name and
     shape (a file for another model or size). Returns the counts it also logs.
     """
@@ -277,7 +277,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, int]:
         raise ValueError(f"{path}: not a state dict")
     for prefix in ("model.", "module."):
         if any(k.startswith(prefix) for k in state):  # other keys (e.g. official loss buffers) are dropped
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     shape_skipped = sorted(k for k in state if k in own and k not in matched)
@@ -288,10 +288,12 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, int]:
             f"(file keys e.g. {sorted(state)[:3]}, model keys e.g. {sorted(own)[:3]}); wrong model or size?"
         )
     model.load_state_dict(matched, strict=False)
-    report = {"loaded": len(matched), "model_tensors": len(own), "shape_mismatch": len(shape_skipped), "unexpected": len(unexpected)}
-    level = logging.INFO if len(matched) == len(own) else logging.WARNING
+    report = {"loaded": len(matched), "model_tensors": len(own)}
+    report.update(shape_mismatch=len(shape_skipped), unexpected=len(unexpected))
+    skipped = ", ".join(shape_skipped[:5]) or "-"
     log.log(
-        level, "%s: loaded %d of %d tensors; %d skipped for shape (%s); %d not in the model",
-        path, len(matched), len(own), len(shape_skipped), ", ".join(shape_skipped[:5]) or "-", len(unexpected),
+        logging.INFO if len(matched) == len(own) else logging.WARNING,
+        f"{path}: loaded {len(matched)} of {len(own)} tensors; {len(shape_skipped)} skipped for shape "
+        f"({skipped}); {len(unexpected)} not in the model",
     )
     return report

@@ -77,8 +77,10 @@ class AnchorDecoupledHead(nn.Module):
         prior_prob: float = 0.01,
     ) -> None:
         super().__init__()
-        if len(set(int(c) for c in in_channels)) != 1:
-            raise ValueError(f"anchor_decoupled needs equal channels on every level (use an fpn neck), got {list(in_channels)}")
+        if len({int(c) for c in in_channels}) != 1:
+            raise ValueError(
+                f"anchor_decoupled needs equal channels on every level (use an fpn neck), got {list(in_channels)}"
+            )
         if len(in_channels) != len(in_strides):
             raise ValueError("anchor_decoupled needs one stride per input level")
         if norm not in ("none", "group"):

@@ -61,7 +61,9 @@ class AnchorFreeDecoupledHead(nn.Module):
 
     @staticmethod
     def _branch(channels: int, depthwise: bool) -> nn.Sequential:
-        return nn.Sequential(conv_block(channels, channels, 3, 1, depthwise), conv_block(channels, channels, 3, 1, depthwise))
+        return nn.Sequential(
+            conv_block(channels, channels, 3, 1, depthwise), conv_block(channels, channels, 3, 1, depthwise)
+        )
 
     def forward(self, features: list[torch.Tensor], *, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         if len(features) != len(self.stems):

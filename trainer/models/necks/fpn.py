@@ -1,7 +1,8 @@
 """`fpn`: torchvision's FeaturePyramidNetwork, optionally with RetinaNet's P6/P7 levels.
 
-``extra_levels="p6p7"`` adds torchvision's ``LastLevelP6P7`` fed by the last *input* map (C5),
-as ``retinanet_resnet50_fpn`` does, so strides 8..32 become 8..128.
+``extra_levels`` adds torchvision's ``LastLevelP6P7`` (strides 8..32 become 8..128): ``"p6p7"`` feeds it
+P5, the last FPN output, as ``retinanet_resnet50_fpn`` does (``LastLevelP6P7(256, 256)``);
+``"p6p7_c5"`` feeds it C5, the last input map, as ``retinanet_resnet50_fpn_v2`` and the paper do.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ class FPN(nn.Module):
         extra_levels: str = "none",
     ) -> None:
         super().__init__()
-        if extra_levels not in ("none", "p6p7"):
-            raise ValueError(f"extra_levels must be 'none' or 'p6p7', got '{extra_levels}'")
+        if extra_levels not in ("none", "p6p7", "p6p7_c5"):
+            raise ValueError(f"extra_levels must be 'none', 'p6p7' or 'p6p7_c5', got '{extra_levels}'")
         if len(in_channels) != len(in_strides) or not in_channels:
             raise ValueError("fpn needs one stride per input channel count")
-        extra = LastLevelP6P7(int(in_channels[-1]), out_channels) if extra_levels == "p6p7" else None
+        extra = None
+        if extra_levels == "p6p7":
+            extra = LastLevelP6P7(out_channels, out_channels)
+        elif extra_levels == "p6p7_c5":
+            extra = LastLevelP6P7(int(in_channels[-1]), out_channels)
         self.fpn = FeaturePyramidNetwork([int(c) for c in in_channels], out_channels, extra_blocks=extra)
         strides = [int(s) for s in in_strides]
         if extra is not None:

@@ -1,0 +1,219 @@
+"""`trainer new --task T [--loss CRITERION] [--model NAME] [--data FORMAT]`: a minimal, commented
+recipe that validates as printed (and, on the synthetic shapes, trains as printed).
+
+The architecture follows from the loss: the loss's default head for the task, and for that head a
+backbone and neck that suit it (YOLOX: cspdarknet_nano + pafpn; RetinaNet: resnet18 + fpn with
+P6/P7); a loss trained by a whole network (pidnet_loss) gets that network.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.components import load_builtin_components
+from trainer.recipe import RecipeError, RecipeIssue
+from trainer.recipe.components import constructor_parameters
+from trainer.recipe.load import Locations, parse_yaml_value
+from trainer.recipe.schema import TASKS
+from trainer.recipe.validate import validate_raw_recipe
+from trainer.registry import (
+    BACKBONES, DATASETS, FULL_MODELS, HEADS, LOSSES, NECKS, OPTIMIZERS, SCHEDULERS, UnknownNameError, closest_name,
+)
+
+DEFAULT_LOSS = {"classification": "cross_entropy", "detection": "yolox_loss", "segmentation": "pidnet_loss"}
+DEFAULT_BACKBONE = "resnet18"
+BACKBONE_FOR_HEAD = {"anchor_free_decoupled": "cspdarknet_nano"}
+NECK_FOR_HEAD = {
+    "anchor_free_decoupled": {"name": "pafpn"},
+    "anchor_decoupled": {"name": "fpn", "extra_levels": "p6p7"},
+}
+FULL_OPTIONS = {"pidnet": {"size": "s"}}
+DATA = {  # (comment, train options, val options)
+    "shapes": ("the built-in synthetic shapes: no files needed",
+               {"num_images": 128, "image_size": 64}, {"num_images": 32, "image_size": 64}),
+    "image_folder": ("<root>/<class name>/<image> (or <root>/<split>/<class name>/<image>)",
+                     {"root": "data/images/train"}, {"root": "data/images/val"}),
+    "coco": ("a COCO instances JSON and its images",
+             {"images_dir": "data/coco/train2017", "annotations": "data/coco/annotations/instances_train2017.json"},
+             {"images_dir": "data/coco/val2017", "annotations": "data/coco/annotations/instances_val2017.json"}),
+    "yolo": ("<root>/images/<split>/ and <root>/labels/<split>/ (or data_yaml: an Ultralytics data.yaml)",
+             {"root": "data/yolo"}, {"root": "data/yolo"}),
+    "mask_folder": ("<root>/images/<split>/ and <root>/masks/<split>/ (PNG class indices, 255 = ignore)",
+                    {"root": "data/masks", "class_names": ["background", "object"]},
+                    {"root": "data/masks", "class_names": ["background", "object"]}),
+}
+FILE_AUGMENTATION = {  # real images differ in size: bring them to one size
+    "classification": ([{"name": "random_resized_crop", "size": 224}, {"name": "hflip", "p": 0.5}],
+                       [{"name": "resize", "size": 256}, {"name": "center_crop", "size": 224}]),
+    "detection": ([{"name": "hflip", "p": 0.5}, {"name": "letterbox", "size": 640}],
+                  [{"name": "letterbox", "size": 640}]),
+    "segmentation": ([{"name": "random_resized_crop", "size": 512, "scale": [0.5, 1.0]}, {"name": "hflip", "p": 0.5}],
+                     [{"name": "resize", "size": [512, 512]}]),
+}
+TRAINING = {  # epochs, batch size, optimizer, scheduler
+    "classification": (5, 16, {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5.0e-4, "nesterov": True},
+                       {"name": "cosine", "warmup_epochs": 0.5}),
+    "detection": (10, 8, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5.0e-4, "nesterov": True},
+                  {"name": "cosine", "warmup_epochs": 1}),
+    "segmentation": (10, 8, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5.0e-4},
+                     {"name": "poly", "power": 0.9}),
+}
+
+
+def _usage(message: str, where: str) -> RecipeError:
+    return RecipeError([RecipeIssue((), message, where=where)])
+
+
+def flow(value: Any) -> str:
+    """One-line YAML: {name: resnet18, pretrained: null} -> '{name: resnet18, pretrained: null}'."""
+    return yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=1000).strip()[1:-1]
+
+
+def options_comment(component: Any, *, skip: tuple[str, ...]) -> str:
+    """'options: a=1, b=null' from the constructor signature, always in step with the code."""
+    parts = []
+    for name, parameter in constructor_parameters(component).items():
+        if name in skip:
+            continue
+        default = parameter.default
+        if default is inspect.Parameter.empty:
+            parts.append(f"{name} (required)")
+        else:
+            parts.append(f"{name}={flow(list(default) if isinstance(default, tuple) else default)}")
+    return "options: " + (", ".join(parts) if parts else "none")
+
+
+def choose_architecture(*, task: str, criterion: str, model: str | None) -> dict[str, dict[str, Any]]:
+    heads = list(LOSSES.meta(criterion).get("heads", {}).get(task, ()))
+    if not heads:
+        trained = [t for t in TASKS if LOSSES.meta(criterion).get("heads", {}).get(t)]
+        losses = [name for name in LOSSES.names() if LOSSES.meta(name).get("heads", {}).get(task)]
+        raise _usage(f"criterion '{criterion}' trains {' or '.join(trained) or 'no task'}, not {task} "
+                     f"(losses for {task}: {', '.join(losses)})", "--loss")
+    full_models = [head for head in heads if head in FULL_MODELS]
+    if model is not None and model not in BACKBONES and model not in FULL_MODELS:
+        raise UnknownNameError(kind="model (backbone or full model)", name=model,
+                               choices=BACKBONES.names() + FULL_MODELS.names())
+    if model in FULL_MODELS or (model is None and heads[0] in FULL_MODELS):
+        name = model or heads[0]
+        if name not in full_models:
+            raise _usage(f"model '{name}' cannot be trained by {criterion} for {task} "
+                         f"(compatible: {', '.join(heads)})", "--model")
+        return {"full": {"name": name, **FULL_OPTIONS.get(name, {})}}
+    head = next((h for h in heads if h in HEADS), None)
+    if head is None:
+        raise _usage(f"{criterion} trains only whole models for {task}: {', '.join(heads)}", "--model")
+    architecture = {"backbone": {"name": model or BACKBONE_FOR_HEAD.get(head, DEFAULT_BACKBONE)}}
+    if head in NECK_FOR_HEAD:
+        architecture["neck"] = dict(NECK_FOR_HEAD[head])
+    if task == "segmentation":
+        architecture["head"] = {"name": head}
+    return architecture
+
+
+def _architecture_lines(architecture: dict[str, dict[str, Any]], *, task: str, criterion: str) -> list[str]:
+    registries = {
+        "backbone": (BACKBONES, ()), "neck": (NECKS, ("in_channels", "in_strides")),
+        "head": (HEADS, ("in_channels", "in_strides", "num_classes")), "full": (FULL_MODELS, ("num_classes",)),
+    }
+    lines = ["  architecture:"]
+    for part, entry in architecture.items():
+        registry, skip = registries[part]
+        lines += _comment(f"{entry['name']} {options_comment(registry.get(entry['name']), skip=skip)}", indent=4)
+        lines.append(f"    {part}: {flow(entry)}")
+    if "full" not in architecture and "head" not in architecture:
+        head = next(h for h in LOSSES.meta(criterion)["heads"][task] if h in HEADS)
+        lines += _comment(f"head: {{name: {head}}} follows from {criterion}; write it out to set options", indent=4)
+        lines += _comment(f"{head} {options_comment(HEADS.get(head), skip=registries['head'][1])}", indent=4)
+    return lines
+
+
+def _comment(text: str, *, indent: int) -> list[str]:
+    return textwrap.wrap(text, width=110, initial_indent=" " * indent + "# ", subsequent_indent=" " * indent + "#   ")
+
+
+def _loss_lines(*, task: str, criterion: str) -> list[str]:
+    loss = LOSSES.get(criterion)
+    options = options_comment(loss, skip=()) + "; and weight (multiplier), name, exclude, inputs"
+    lines = [f"    - criterion: {criterion}", *_comment(options, indent=6)]
+    ignore = constructor_parameters(loss).get("ignore_index")
+    if task == "segmentation" and ignore is not None and ignore.default != 255:
+        lines.append("      ignore_index: 255  # mask pixels of value 255 are ignored")
+    return lines
+
+
+def _data_lines(*, task: str, data: str) -> list[str]:
+    comment, train, val = DATA.get(data, ("", {}, {}))
+    lines = ["data:" + (f"  # {comment}" if comment else ""), f"  format: {data}"]
+    if data not in DATA:
+        lines += _comment(f"{data} {options_comment(DATASETS.get(data), skip=('task', 'split'))}", indent=2)
+    lines += [f"  train: {flow(train)}", f"  val: {flow(val)}", ""]
+    steps = ([{"name": "hflip", "p": 0.5}], []) if data == "shapes" else FILE_AUGMENTATION[task]
+    lines.append("augmentation:  # torchvision.transforms.v2 in order; normalize (last) runs on the device")
+    for split, entries in zip(("train", "val"), steps):
+        lines.append(f"  {split}:")
+        lines += [f"    - {flow(entry)}" for entry in entries + [{"name": "normalize"}]]
+    return lines
+
+
+def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, data: str = "shapes") -> str:
+    """The recipe text; raises RecipeError / UnknownNameError for names that do not fit together."""
+    load_builtin_components()
+    if task not in TASKS:
+        suggestion = closest_name(task, TASKS)
+        hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+        raise _usage(f"unknown task '{task}'{hint} (choices: {', '.join(TASKS)})", "--task")
+    criterion = loss or DEFAULT_LOSS[task]
+    LOSSES.get(criterion)
+    DATASETS.get(data)
+    if task not in DATASETS.meta(data).get("tasks", TASKS):
+        raise _usage(f"dataset '{data}' holds {' or '.join(DATASETS.meta(data)['tasks'])} data, not {task}", "--data")
+    architecture = choose_architecture(task=task, criterion=criterion, model=model)
+    epochs, batch_size, optimizer, scheduler = TRAINING[task]
+    parts = " + ".join(entry["name"] for entry in architecture.values())
+    command = " ".join(f"--{k} {v}" for k, v in (("task", task), ("loss", loss), ("model", model), ("data", data)) if v)
+    lines = [
+        f"# A {task} recipe: {criterion} on {parts}, {data} data.",
+        f"# Made by `trainer new {command}`. Next:",
+        "#   trainer check recipe.yaml   builds everything and runs one batch forward and backward",
+        "#   trainer train recipe.yaml   trains; prints the run directory",
+        "#   trainer show recipe.yaml    every field with its value (defaults included)",
+        "# Editor completion: `trainer schema --out recipe.schema.json`, then start this file with",
+        "#   # yaml-language-server: $schema=recipe.schema.json",
+        f"task: {task}",
+        "",
+        *_data_lines(task=task, data=data),
+        "",
+        "model:",
+        *_architecture_lines(architecture, task=task, criterion=criterion),
+        "  losses:",
+        *_loss_lines(task=task, criterion=criterion),
+        "",
+        "training:",
+        f"  epochs: {epochs}",
+        f"  batch_size: {batch_size}",
+        f"  optimizer: {flow(optimizer)}  # {' | '.join(OPTIMIZERS.names())}",
+        f"  scheduler: {flow(scheduler)}  # {' | '.join(SCHEDULERS.names())}",
+        "",
+        "logging:",
+        "  output_dir: runs",
+        "",
+    ]
+    text = "\n".join(lines)
+    validate_raw_recipe(parse_yaml_value(text), Locations())
+    return text
+
+
+def new_command(*, task: str, loss: str | None = None, model: str | None = None, data: str = "shapes",
+                out: str | None = None) -> str:
+    text = new_recipe(task=task, loss=loss, model=model, data=data)
+    if out is not None:
+        if Path(out).exists():
+            raise _usage(f"{out} exists; not overwriting it", "--out")
+        Path(out).write_text(text, encoding="utf-8")
+    return text

@@ -1,0 +1,274 @@
+"""A JSON Schema for recipes, generated from the dataclass schema and the registries.
+
+Editors use it for completion and checks while typing (the shipped recipes start with
+`# yaml-language-server: $schema=../../docs/recipe.schema.json`). Component names are enums;
+each component's options come from its constructor signature under an if/then keyed on its name.
+The schema is lenient where merging makes a single file incomplete on purpose (a `base:` recipe
+or split files): it requires nothing that a mapping merge could supply. `trainer check` remains
+the full check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from trainer.components import load_builtin_components
+from trainer.recipe.components import constructor_hints, constructor_parameters
+from trainer.recipe.errors import RecipeError, RecipeIssue
+from trainer.recipe.schema import Recipe
+from trainer.recipe.validate import CHOICES, DEVICE_PATTERN, LOSS_ENTRY_KEYS, MINIMUMS
+from trainer.registry import (
+    BACKBONES, DATASETS, FULL_MODELS, HEADS, LOSSES, NECKS, OPTIMIZERS, SCHEDULERS, TRANSFORMS, Registry,
+)
+
+DRAFT = "http://json-schema.org/draft-07/schema#"  # the draft editors support best
+_SIMPLE = {int: "integer", float: "number", bool: "boolean", str: "string", type(None): "null"}
+NO_DEFAULT = object()
+EXCLUSIVE_BOUNDS = {("training", "ema", "decay"): (0, 1), ("training", "grad_clip"): (0, None)}  # as validate checks
+
+# each kind of named component: its registry and the options the trainer fills in itself
+COMPONENTS = {
+    "backbone": (BACKBONES, ()),
+    "neck": (NECKS, ("in_channels", "in_strides")),
+    "head": (HEADS, ("in_channels", "in_strides", "num_classes")),
+    "full": (FULL_MODELS, ("num_classes",)),
+    "optimizer": (OPTIMIZERS, ("params",)),
+    "scheduler": (SCHEDULERS, ("optimizer", "steps_per_epoch", "epochs")),
+    "transform": (TRANSFORMS, ()),
+}
+LOSS_ENTRY_PROPERTIES = {
+    "name": {"type": "string", "description": "name of this loss in the logs (default: the criterion)"},
+    "weight": {
+        "anyOf": [{"type": "number"}, {"type": "null"}, {"type": "object", "additionalProperties": {"type": "number"}}],
+        "description": "multiplier of this loss in the total, or one per part; ~ means 1.0",
+    },
+    "exclude": {"type": "array", "items": {"type": "string"}, "description": "parts logged but not optimised"},
+    "inputs": {
+        "type": "object", "additionalProperties": {"type": "string"},
+        "description": "remap the loss's inputs: {input name: model output or batch field}",
+    },
+}
+assert set(LOSS_ENTRY_PROPERTIES) | {"criterion"} == set(LOSS_ENTRY_KEYS)
+
+
+def type_schema(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema of a Python type annotation (unknown classes allow anything)."""
+    if annotation in _SIMPLE:
+        return {"type": _SIMPLE[annotation]}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [type_schema(arg) for arg in args]
+        if all(set(option) == {"type"} for option in options):
+            return {"type": [option["type"] for option in options]}
+        return {"anyOf": options}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin in (list, tuple) or annotation in (list, tuple):
+        return {"type": "array", "items": type_schema(args[0])} if args else {"type": "array"}
+    if origin is dict or annotation is dict:
+        if len(args) == 2 and args[1] is not Any:
+            return {"type": "object", "additionalProperties": type_schema(args[1])}
+        return {"type": "object"}
+    return {}
+
+
+def _json_default(value: Any) -> Any:
+    """A default as JSON, or NO_DEFAULT when it has no JSON form."""
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return NO_DEFAULT
+    return value
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n\n")[0].replace("\n", " ").strip()
+
+
+def _option_schemas(component: Any, injected: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
+    """Each option's schema (type and default) and the options without a default."""
+    hints = constructor_hints(component)
+    options: dict[str, Any] = {}
+    required = []
+    for name, parameter in constructor_parameters(component).items():
+        if name in injected:
+            continue
+        option = type_schema(hints.get(name, Any))
+        if parameter.default is inspect.Parameter.empty:
+            required.append(name)
+        elif _json_default(parameter.default) is not NO_DEFAULT:
+            option["default"] = _json_default(parameter.default)
+        options[name] = option
+    return options, required
+
+
+def component_schema(
+    *, registry: Registry, injected: tuple[str, ...] = (), name_key: str = "name",
+    entry_properties: dict[str, Any] | None = None, in_list: bool = False,
+) -> dict[str, Any]:
+    """`{name: ..., <options>}`: the name from the registry, the options of that name's constructor.
+
+    In a list (transforms, losses) an entry is replaced whole, so it needs its name and its
+    required options; a mapping may get them from a base recipe, so nothing is required there."""
+    entry_properties = entry_properties or {}
+    names = registry.names()
+    branches, all_options, descriptions = [], {}, []
+    for name in names:
+        component = registry.get(name)
+        options, required = _option_schemas(component, injected)
+        all_options.update({option: {} for option in options})
+        description = _first_line(inspect.getdoc(component))
+        heads = registry.meta(name).get("heads")
+        if heads:
+            description += " Trains: " + "; ".join(f"{task}: {', '.join(h)}" for task, h in heads.items()) + "."
+        descriptions.append(description.strip())
+        then: dict[str, Any] = {
+            "properties": {name_key: {"const": name}, **entry_properties, **options},
+            "additionalProperties": False,
+        }
+        if description.strip():
+            then["description"] = description.strip()
+        if in_list and required:
+            then["required"] = required
+        branches.append({"if": {"properties": {name_key: {"const": name}}, "required": [name_key]}, "then": then})
+    name_schema = {"enum": names, "enumDescriptions": descriptions, "description": f"a registered {registry.kind}"}
+    without_name = {
+        "properties": {name_key: name_schema, **entry_properties, **all_options}, "additionalProperties": False,
+    }
+    branches.append({"if": {"not": {"required": [name_key]}}, "then": without_name})
+    schema: dict[str, Any] = {"type": "object", "properties": {name_key: name_schema}, "allOf": branches}
+    if in_list:
+        schema["required"] = [name_key]
+    return schema
+
+
+def _field_comments() -> dict[tuple[str, str], str]:
+    """The `# comment` after each dataclass field in schema.py, as its description."""
+    import trainer.recipe.schema as schema_module
+
+    comments, current = {}, None
+    for line in inspect.getsource(schema_module).splitlines():
+        if match := re.match(r"class (\w+)", line):
+            current = match.group(1)
+        elif match := re.match(r"    (\w+): [^#]+#\s*(.+)$", line):
+            comments[(current, match.group(1))] = match.group(2).strip()
+    return comments
+
+
+def _special(path: tuple[str, ...]) -> dict[str, Any] | None:
+    """Fields whose values are registry names or named components."""
+    if path == ("data", "format"):
+        return {"enum": DATASETS.names()}
+    if path in (("augmentation", "train"), ("augmentation", "val")):
+        return {"type": "array", "items": {"$ref": "#/definitions/transform"}}
+    if path[:2] == ("model", "architecture") and len(path) == 3:
+        return {"$ref": f"#/definitions/{path[2]}"}  # these definitions also allow null
+    if path == ("model", "losses"):
+        return {"type": "array", "items": {"$ref": "#/definitions/loss"}}
+    if path in (("training", "optimizer"), ("training", "scheduler")):
+        return {"$ref": f"#/definitions/{path[1]}"}
+    return None
+
+
+def dataclass_schema(cls: type, path: tuple[str, ...], comments: dict[tuple[str, str], str]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    properties = {}
+    for field in dataclasses.fields(cls):
+        here = path + (field.name,)
+        annotation = hints[field.name]
+        if dataclasses.is_dataclass(annotation):
+            prop = dataclass_schema(annotation, here, comments)
+        else:
+            prop = _special(here) or type_schema(annotation)
+            default = _json_default(getattr(defaults, field.name))
+            if default is not NO_DEFAULT:
+                prop["default"] = default
+        if here in CHOICES:
+            prop["enum"] = list(CHOICES[here])
+        if here in MINIMUMS:
+            prop["minimum"] = MINIMUMS[here]
+        low, high = EXCLUSIVE_BOUNDS.get(here, (None, None))
+        if low is not None:
+            prop["exclusiveMinimum"] = low
+        if high is not None:
+            prop["exclusiveMaximum"] = high
+        if here == ("environment", "device"):
+            prop["pattern"] = f"^({DEVICE_PATTERN})$"
+        if (cls.__name__, field.name) in comments:
+            prop["description"] = comments[(cls.__name__, field.name)]
+        properties[field.name] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "("):
+        schema["description"] = _first_line(cls.__doc__)
+    return schema
+
+
+def _dataset_options(schema: dict[str, Any]) -> None:
+    """data.train / data.val hold the options of the dataset that data.format names."""
+    data = schema["properties"]["data"]
+    data["allOf"] = []
+    for name in DATASETS.names():
+        options, _ = _option_schemas(DATASETS.get(name), ("task", "split"))
+        split = {"type": "object", "properties": options, "additionalProperties": False}
+        data["allOf"].append({
+            "if": {"properties": {"format": {"const": name}}, "required": ["format"]},
+            "then": {"properties": {"train": split, "val": split}},
+        })
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    """The whole schema (registries must be loaded: `load_builtin_components()`)."""
+    schema = dataclass_schema(Recipe, (), _field_comments())
+    _dataset_options(schema)
+    schema["properties"] = {
+        "base": {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "recipe(s) merged first, paths relative to this file",
+        },
+        **schema["properties"],
+    }
+    defs = {
+        kind: component_schema(registry=registry, injected=injected, in_list=kind == "transform")
+        for kind, (registry, injected) in COMPONENTS.items()
+    }
+    for kind in ("backbone", "neck", "head", "full"):
+        defs[kind]["type"] = ["object", "null"]
+    defs["loss"] = component_schema(
+        registry=LOSSES, name_key="criterion", entry_properties=LOSS_ENTRY_PROPERTIES, in_list=True
+    )
+    return {
+        "$schema": DRAFT,
+        "title": "trainer recipe",
+        "description": "Generated by `trainer schema`; lists the built-in components (and those of --import).",
+        **schema,
+        "definitions": defs,
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(recipe_json_schema(), indent=2) + "\n"
+
+
+def schema_command(*, out: str | None = None, imports: list[str] = ()) -> str:
+    """Load the registries (and the given plugin modules), then print or write the schema."""
+    load_builtin_components()
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise RecipeError([RecipeIssue((), f"cannot import '{module}': {error}", where="--import")]) from None
+    text = schema_text()
+    if out is not None:
+        Path(out).write_text(text, encoding="utf-8")
+    return text

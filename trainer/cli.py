@@ -3,6 +3,7 @@ codes (0 success, 2 recipe or usage error, 1 failure during the run)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -11,6 +12,7 @@ import typer
 
 from trainer.data.errors import DataError
 from trainer.engine.checkpoint import CheckpointError
+from trainer.engine.device import DeviceError
 from trainer.engine.fit import Interrupted, NonFiniteLossError
 from trainer.engine.reporting import console
 from trainer.engine.session import BuildError
@@ -22,7 +24,7 @@ app = typer.Typer(
     help="Train, evaluate and export vision models from YAML recipes.")
 _state = {"debug": False}
 
-USAGE_ERRORS = (RecipeError, DataError, BuildError, CheckpointError, UnknownNameError, FileNotFoundError)
+USAGE_ERRORS = (RecipeError, DataError, BuildError, CheckpointError, UnknownNameError, FileNotFoundError, DeviceError)
 RUN_FAILURES = (NonFiniteLossError, Interrupted)
 
 
@@ -69,19 +71,28 @@ def train(
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in RUN_DIR."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
-    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (re-launches under torchrun)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (re-launches under torchrun)."),
 ) -> None:
     """Train a model; prints the run directory at the end."""
     recipes, overrides = split_arguments(arguments or [])
     if nproc > 1:
         from trainer.commands.launch import launch_torchrun
+        from trainer.commands.train import check_launch
 
-        raise typer.Exit(code=launch_torchrun(nproc=nproc, argv=sys.argv[1:]))
+        run_guarded(lambda: check_launch(recipes=recipes, overrides=overrides, resume=resume, device=device,
+                                         nproc=nproc))  # one message (exit 2) instead of one per worker
+        argv = ["--debug"] if _state["debug"] else []
+        argv += ["train", *(arguments or [])]
+        for option, value in (("--output-dir", output_dir), ("--name", name), ("--resume", resume),
+                              ("--device", device)):
+            argv += [option, value] if value is not None else []
+        raise typer.Exit(code=launch_torchrun(nproc=nproc, argv=argv))
     from trainer.commands.train import train as train_run
 
     run_dir = run_guarded(lambda: train_run(recipes=recipes, overrides=overrides, output_dir=output_dir, name=name,
                                             resume=resume, device=device))
-    console.print(f"run directory: {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"run directory: {run_dir}")
 
 
 @app.command("eval")
@@ -158,6 +169,83 @@ def schema(
     text = run_guarded(lambda: schema_command(out=out, imports=imports or []))
     if out is None:
         print(text, end="")
+
+
+@app.command()
+def predict(
+    target: str = typer.Argument(..., help="RUN_DIR or CHECKPOINT.pt"),
+    images: list[str] = typer.Argument(..., help="Image files and folders (searched recursively)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default RUN_DIR/predictions)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Weights in RUN_DIR (default best.pt)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Classes listed per image (classification)."),
+    draw_threshold: float = typer.Option(0.3, "--draw-threshold", help="Least score of a drawn box (detection)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+) -> None:
+    """Predict on images: JSON (COCO results for detection), masks, and drawn images."""
+    from trainer.commands.predict import predict_command
+
+    run_guarded(lambda: predict_command(target=target, inputs=images, out=out, device=device, top_k=top_k,
+                                        draw_threshold=draw_threshold, batch_size=batch_size, checkpoint=checkpoint))
+
+
+@app.command()
+def export(
+    target: str = typer.Argument(..., help="RUN_DIR or CHECKPOINT.pt"),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    out: Optional[str] = typer.Option(None, "--out", help="Output file (default RUN_DIR/export/best.onnx)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Weights in RUN_DIR (default best.pt)."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="S or H,W (default: from the recipe)."),
+) -> None:
+    """Export the model (ONNX or TorchScript) and check it against PyTorch."""
+    from trainer.commands.export import ExportFailed, export_command
+
+    def action() -> None:
+        try:
+            export_command(target=target, fmt=fmt, out=out, image_size=image_size, checkpoint=checkpoint)
+        except ExportFailed as error:
+            print(f"export check failed: {error}", file=sys.stderr)
+            raise typer.Exit(code=1) from None
+
+    run_guarded(action)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Data sets as files: export the built-in shapes, convert formats.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("shapes")
+def data_shapes(
+    task: str = typer.Option(..., "--task", help="classification | detection | segmentation"),
+    fmt: str = typer.Option(..., "--format", help="image_folder | coco | yolo | mask_folder"),
+    out: str = typer.Option(..., "--out", help="New (or empty) folder to write."),
+    num_images: int = typer.Option(200, "--num-images", help="Images per split."),
+    image_size: int = typer.Option(64, "--image-size", help="Side of the square images, pixels."),
+    split: str = typer.Option("train,val", "--split", help="Comma-separated: train, val, test."),
+    seed: int = typer.Option(0, "--seed", help="Same seed = the same images as data.format shapes."),
+) -> None:
+    """Write the built-in synthetic shapes in a standard layout (plus its recipe data section)."""
+    from trainer.commands.data_export import shapes_command
+
+    run_guarded(lambda: shapes_command(task=task, fmt=fmt, out=out, num_images=num_images, image_size=image_size,
+                                       split=split, seed=seed))
+
+
+@data_app.command("convert")
+def data_convert(
+    source: str = typer.Argument(..., help="YOLO root folder or data yaml; or a COCO instances JSON."),
+    source_format: str = typer.Option(..., "--from", help="yolo | coco"),
+    target_format: str = typer.Option(..., "--to", help="coco | yolo"),
+    out: str = typer.Option(..., "--out", help="COCO JSON file, or a new YOLO root folder."),
+    split: str = typer.Option("train", "--split", help="Split to read (YOLO) or to write (YOLO)."),
+    images_dir: Optional[str] = typer.Option(None, "--images-dir", help="COCO: the folder file_name is relative to."),
+    symlink: bool = typer.Option(False, "--symlink", help="COCO -> YOLO: link the images instead of copying."),
+) -> None:
+    """Convert detection annotations between YOLO txt files and a COCO JSON."""
+    from trainer.commands.data_export import convert_command
+
+    run_guarded(lambda: convert_command(source_format=source_format, target_format=target_format, source=source,
+                                        out=out, split=split, images_dir=images_dir, symlink=symlink))
 
 
 if __name__ == "__main__":

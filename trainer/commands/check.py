@@ -37,10 +37,10 @@ def check_command(*, recipes: list[str], overrides: list[str], device: str | Non
     table.add_row("input batch", str(tuple(batch["images"].shape)))
     for name, value in outputs.items():
         table.add_row(f"output {name}", str(tuple(value.shape)))
-    values = {name: float(value) for name, value in parts.items()}
+    values = {name: float(value.detach()) for name, value in parts.items()}
     for name, value in values.items():
         table.add_row(f"loss/{name}", f"{value:.4f}")
-    table.add_row("loss/total", f"{float(total):.4f}")
+    table.add_row("loss/total", f"{float(total.detach()):.4f}")
     console.print(table)
     if without_grad:
         console.print(f"note: {len(without_grad)} parameters got no gradient (e.g. {without_grad[:3]})")

@@ -10,41 +10,63 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trainer.data.errors import DataError
+from trainer.engine import distributed as dist_state
 
 
 class EpochTaggedSampler(Sampler):
-    """Yields (epoch, index); shuffles with a generator seeded from (seed, epoch)."""
+    """Yields (epoch, index); shuffles with a generator seeded from (seed, epoch).
 
-    def __init__(self, *, size: int, shuffle: bool, seed: int, distributed: bool) -> None:
+    Under torch.distributed every rank draws the same permutation and takes every `world`-th index
+    starting at its rank, so with a per-process batch b the k-th global batch (the union over the
+    ranks) is the k-th batch of b * world of a single process: training on N processes sees the
+    same samples, in the same global batches, as one process with an N times larger batch.
+    `pad` (training) repeats indices from the start so that every rank gets as many (every rank
+    must run the same number of steps); without it (evaluation) nothing is counted twice.
+    """
+
+    def __init__(self, *, size: int, shuffle: bool, seed: int, distributed: bool, pad: bool = True) -> None:
         self.size = size
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
         self.skip = 0
-        self.distributed = DistributedSampler(range(size), shuffle=shuffle, seed=seed) if distributed else None
+        self.world = dist_state.world_size() if distributed else 1
+        self.rank = dist_state.rank() if distributed else 0
+        self.pad = pad
 
     def set_epoch(self, epoch: int, *, skip_batches: int = 0, batch_size: int = 1) -> None:
         """Select the epoch's order; skip the first batches (a run resumed mid-epoch)."""
         self.epoch = epoch
         self.skip = skip_batches * batch_size
-        if self.distributed is not None:
-            self.distributed.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.distributed is not None:
-            indices = list(self.distributed)
-        elif self.shuffle:
+    def _indices(self) -> list[int]:
+        if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             indices = torch.randperm(self.size, generator=generator).tolist()
         else:
             indices = list(range(self.size))
-        return iter([(self.epoch, index) for index in indices[self.skip:]])
+        if self.world > 1:
+            if self.pad and self.size % self.world:
+                extra = self.world - self.size % self.world
+                indices += (indices * (extra // max(self.size, 1) + 1))[:extra]
+            indices = indices[self.rank :: self.world]
+        return indices
+
+    def _full_length(self) -> int:
+        if self.world == 1:
+            return self.size
+        if self.pad:
+            return -(-self.size // self.world)
+        return len(range(self.rank, self.size, self.world))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, index) for index in self._indices()[self.skip:]])
 
     def __len__(self) -> int:
-        full = len(self.distributed) if self.distributed is not None else self.size
+        full = self._full_length()
         return full - min(self.skip, full)
 
 
@@ -86,7 +108,8 @@ def build_loader(
 ) -> DataLoader:
     if len(dataset) == 0:
         raise DataError("the data set is empty")
-    sampler = EpochTaggedSampler(size=len(dataset), shuffle=shuffle, seed=seed, distributed=distributed)
+    # training (drop_last) pads so that every rank runs the same number of steps; evaluation does not
+    sampler = EpochTaggedSampler(size=len(dataset), shuffle=shuffle, seed=seed, distributed=distributed, pad=drop_last)
     return DataLoader(
         dataset,
         batch_size=batch_size,

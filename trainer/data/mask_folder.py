@@ -3,7 +3,9 @@
 Images and masks are paired by file stem (relative path without suffix), never by sort order:
 `images/train/a/001.jpg` <-> `masks/train/a/001.png`. A mask is either
 - a single-channel PNG of class indices (palette "P" mode PNGs give their indices), `ignore_index`
-  (255) = ignore; an RGB mask whose three channels are equal counts as single-channel; or
+  (default 255) = ignore, mapped to 255 (the pipeline's ignore id: crop padding, losses and
+  metrics use 255) when the files use another value; an RGB mask whose three channels are equal
+  counts as single-channel; or
 - an RGB PNG mapped through `palette` (palette[i] = [r, g, b] of class i); a colour that is not
   in the palette is a DataError.
 Masks are checked when loaded: size different from the image, or a class id >= len(class_names)
@@ -23,6 +25,7 @@ from trainer.data.image_folder import IMAGE_EXTENSIONS, list_images, read_rgb_im
 from trainer.registry import DATASETS
 
 MASK_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff")
+PIPELINE_IGNORE = 255  # ignored pixels from here on (transforms pad masks with it; losses and metrics skip it)
 
 
 def _by_stem(files: list[Path], folder: Path) -> dict[str, Path]:
@@ -130,6 +133,8 @@ class MaskFolderDataset(torch.utils.data.Dataset):
                 f"{path}: class id(s) {values} outside 0..{len(self.class_names) - 1} "
                 f"({len(self.class_names)} classes; {self.ignore_index} = ignore)"
             )
+        if self.ignore_index != PIPELINE_IGNORE:
+            raw = np.where(raw == self.ignore_index, PIPELINE_IGNORE, raw)
         return raw
 
     def __getitem__(self, index: int) -> dict:

@@ -53,11 +53,13 @@ class CheckpointError(Exception):
     pass
 
 
-def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """weights_only=True: tensors and plain containers only, never arbitrary pickled objects.
+    `mmap` reads tensors lazily (a cheap look at the counters of a large checkpoint)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for a bad file; all mean the same here
         raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
 

@@ -11,14 +11,22 @@ import numpy as np
 import torch
 
 
+class DeviceError(RuntimeError):
+    """A device that this machine does not have (a usage error: exit code 2)."""
+
+
 def resolve_device(name: str) -> torch.device:
+    """auto: the GPU of this process (cuda:LOCAL_RANK under torchrun), else the CPU; `cuda` without an
+    index is also this process's GPU, so that every rank gets its own."""
     if name == "auto":
         if torch.cuda.is_available():
             local_rank = int(os.environ.get("LOCAL_RANK", 0))
             return torch.device("cuda", local_rank)
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was asked for, but CUDA is not available on this machine")
+        raise DeviceError(f"device '{name}' was asked for, but CUDA is not available on this machine")
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
 
 
@@ -41,6 +49,20 @@ def autocast_context(*, device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def configure_backends(*, device: torch.device, cudnn_benchmark: bool, deterministic: bool) -> None:
+    """environment.cudnn_benchmark / deterministic: cuDNN autotuning for fixed input sizes (fast), or
+    deterministic kernels (reproducible, slower; benchmark is then off). fp32 matmuls may use TF32
+    on CUDA unless deterministic."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        if not deterministic:
+            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls
 
 
 def seed_everything(seed: int) -> None:

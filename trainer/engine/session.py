@@ -78,15 +78,39 @@ def _dataset(recipe: Recipe, split: str) -> Any:
     return DATASETS.get(recipe.data.format)(task=recipe.task, split=split, **options)
 
 
+_FIXED_SIZE_TRANSFORMS = ("letterbox", "resize", "random_resized_crop", "center_crop", "random_crop")
+
+
+def _mosaic_size(recipe: Recipe, dataset: Any) -> int | list[int]:
+    """The mosaic canvas: the size of the last fixed-size transform in augmentation.train (a `resize`
+    only with [h, w]), else the data set's `image_size` (shapes)."""
+    for entry in reversed(list(recipe.augmentation.train)):
+        size = entry.get("size")
+        if entry.get("name") not in _FIXED_SIZE_TRANSFORMS or size is None:
+            continue
+        if isinstance(size, (int, float)):
+            if entry.get("name") != "resize":  # resize with one int sets the shorter side only
+                return int(size)
+        else:
+            return [int(v) for v in size]
+    size = getattr(dataset, "image_size", None)
+    if size is None:
+        raise BuildError(
+            "augmentation.mosaic: cannot tell the mosaic output size; end augmentation.train with a fixed-size "
+            "transform such as {name: letterbox, size: 640} or {name: resize, size: [640, 640]}"
+        )
+    return size
+
+
 def _wrap_mosaic(recipe: Recipe, dataset: Any) -> tuple[Any, Any]:
     mosaic = recipe.augmentation.mosaic
     if recipe.task != "detection" or (mosaic.prob <= 0 and mosaic.mixup_prob <= 0):
         return dataset, None
     from trainer.data.mosaic import MosaicMixupDataset
 
-    size = getattr(dataset, "image_size", None)
+    size = _mosaic_size(recipe, dataset)
     wrapped = MosaicMixupDataset(
-        dataset, output_size=size, mosaic_prob=mosaic.prob, mixup_prob=mosaic.mixup_prob, scale=tuple(mosaic.scale)
+        dataset, output_size=size, mosaic_prob=mosaic.prob, mixup_prob=mosaic.mixup_prob, scale=list(mosaic.scale)
     )
     off_from = recipe.training.epochs - mosaic.off_last_epochs
 
@@ -131,7 +155,8 @@ def build_session(
     model = build_model(
         task=recipe.task, architecture=model_config["architecture"], criteria=criteria, num_classes=len(class_names)
     ).to(device)
-    loss_module = build_loss_module(model_config["losses"]).to(device)
+    loss_defaults = getattr(task, "loss_defaults", None)  # segmentation: ignore_index 255
+    loss_module = build_loss_module(model_config["losses"], defaults=loss_defaults).to(device)
     sample_size = _sample_image_size(val_set)
     available = output_names(model=model, image_size=sample_size, training=True) | set(task.batch_fields) | {"epoch"}
     problems = loss_module.missing_inputs(available)

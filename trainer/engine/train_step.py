@@ -27,9 +27,13 @@ class StepState:
     accumulation: int
 
 
-def train_step(state: StepState, batch: dict[str, Any], *, epoch: int, micro_step: int) -> dict[str, torch.Tensor]:
-    """Forward and backward one micro-batch; step the optimizer every `accumulation` micro-batches."""
-    stepping = (micro_step + 1) % state.accumulation == 0
+def train_step(
+    state: StepState, batch: dict[str, Any], *, epoch: int, micro_step: int, last: bool = False
+) -> dict[str, torch.Tensor]:
+    """Forward and backward one micro-batch; step the optimizer every `accumulation` micro-batches
+    and on the epoch's `last` one (a short final group), so no gradient leaks into the next epoch.
+    DDP skips its gradient all-reduce (no_sync) on the micro-batches that do not step."""
+    stepping = (micro_step + 1) % state.accumulation == 0 or last
     sync = nullcontext() if stepping or not hasattr(state.model, "no_sync") else state.model.no_sync()
     with sync:
         with autocast_context(device=state.device, dtype=state.amp_dtype):

@@ -2,6 +2,9 @@
 
 total = sum over entries and parts of weight * part, except excluded parts (logged only). Every
 part is reported as `<name>/<part>`; two entries with the same criterion get distinct names.
+
+`defaults` (from the task, e.g. segmentation's `{"ignore_index": 255}`) fill options that a
+criterion's constructor accepts and the recipe entry leaves out; an option the entry sets wins.
 """
 
 from __future__ import annotations
@@ -46,13 +49,15 @@ def forward_arguments(criterion: nn.Module) -> dict[str, bool]:
     }
 
 
-def build_loss_entries(losses: list[dict[str, Any]]) -> list[LossEntry]:
+def build_loss_entries(losses: list[dict[str, Any]], *, defaults: dict[str, Any] | None = None) -> list[LossEntry]:
     entries: list[LossEntry] = []
     taken: set[str] = set()
     for spec in losses:
         criterion_name = spec["criterion"]
         component = LOSSES.get(criterion_name)
         options = {key: value for key, value in spec.items() if key not in ENTRY_KEYS}
+        accepted = inspect.signature(component).parameters
+        options.update({k: v for k, v in (defaults or {}).items() if k in accepted and k not in options})
         criterion = component(**options)
         name = spec.get("name") or criterion_name
         if name in taken:
@@ -123,5 +128,5 @@ class LossModule(nn.Module):
         return total, parts
 
 
-def build_loss_module(losses: list[dict[str, Any]]) -> LossModule:
-    return LossModule(build_loss_entries(losses))
+def build_loss_module(losses: list[dict[str, Any]], *, defaults: dict[str, Any] | None = None) -> LossModule:
+    return LossModule(build_loss_entries(losses, defaults=defaults))

@@ -120,6 +120,20 @@ def _check_loss_entry(entry: dict[str, Any], path: KeyPath, report: IssueCollect
         check_value(entry["name"], str, path + ("name",), report)
 
 
+SEGMENTATION_IGNORE_INDEX = 255  # what masks, crop padding and metrics use (trainer/tasks/segmentation.py)
+
+
+def _check_segmentation_ignore(entry: dict[str, Any], path: KeyPath, report: IssueCollector) -> None:
+    """Segmentation masks mark ignored pixels 255; a loss told otherwise (e.g. cross_entropy's
+    classification default -100 written out) would train on them or fail on the first batch.
+    Left out, ignore_index is filled with 255 by the task (trainer/losses/module.py `defaults`)."""
+    value = entry.get("ignore_index")
+    if "ignore_index" in entry and value != SEGMENTATION_IGNORE_INDEX:
+        report(path + ("ignore_index",), f"segmentation masks mark ignored pixels with {SEGMENTATION_IGNORE_INDEX}; "
+               f"set ignore_index: {SEGMENTATION_IGNORE_INDEX} or leave it out (it defaults to "
+               f"{SEGMENTATION_IGNORE_INDEX} for segmentation), got {value!r}")
+
+
 def _mapping(parent: Any, key: str) -> dict[str, Any]:
     value = parent.get(key) if isinstance(parent, dict) else None
     return value if isinstance(value, dict) else {}
@@ -159,6 +173,8 @@ def _check_components(recipe: dict[str, Any], report: IssueCollector) -> None:
     for index, entry in enumerate(losses):
         if isinstance(entry, dict):
             _check_loss_entry(entry, ("model", "losses", index), report)
+            if task == "segmentation":
+                _check_segmentation_ignore(entry, ("model", "losses", index), report)
 
     architecture = _mapping(model, "architecture")
     kinds = {"backbone": BACKBONES, "neck": NECKS, "head": HEADS, "full": FULL_MODELS}

@@ -1,0 +1,128 @@
+"""Shared helpers of the bench_*.py scripts: recipes per task, A/B timing, small tables.
+
+Timings on a shared machine are noisy, so every comparison runs A and B alternately in one
+process (A B, B A, A B, ...) for several rounds and reports the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# One shipped shapes recipe per task, with overrides that keep each measurement to seconds on a CPU.
+TASK_RECIPES: dict[str, dict[str, Any]] = {
+    "classification": {
+        "recipe": "recipes/classification/resnet18_shapes.yaml",
+        "overrides": ["training.batch_size=32", "data.train.num_images=512", "data.val.num_images=256"],
+    },
+    "detection": {
+        "recipe": "recipes/detection/yolox_nano_shapes.yaml",
+        "overrides": ["training.batch_size=8", "data.train.num_images=256", "data.val.num_images=128"],
+    },
+    "segmentation": {
+        "recipe": "recipes/segmentation/pidnet_s_shapes.yaml",
+        "overrides": ["training.batch_size=8", "data.train.num_images=256", "data.val.num_images=128"],
+    },
+}
+
+
+def quick() -> bool:
+    """BENCH_QUICK=1 shortens every script (fewer rounds) for a smoke run."""
+    return os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def available_tasks(selected: list[str] | None = None) -> list[tuple[str, Path, list[str]]]:
+    """(task, recipe path, overrides) for each task whose shipped recipe exists; others are reported."""
+    found = []
+    for task, entry in TASK_RECIPES.items():
+        if selected and task not in selected:
+            continue
+        path = ROOT / entry["recipe"]
+        if path.is_file():
+            found.append((task, path, list(entry["overrides"])))
+        else:
+            print(f"[skip] {task}: {entry['recipe']} not found")
+    return found
+
+
+def load_session(path: Path, overrides: list[str], *, for_training: bool = True, num_workers: int | None = None):
+    """The trainer's own Session for a shipped recipe (CPU), as `trainer train` builds it."""
+    import torch
+
+    from trainer.engine.device import seed_everything
+    from trainer.engine.session import build_session
+    from trainer.recipe import load_recipe
+
+    extra = [] if num_workers is None else [f"environment.num_workers={num_workers}"]
+    loaded = load_recipe([path], overrides + ["environment.device=cpu"] + extra)
+    seed_everything(loaded.recipe.environment.seed)
+    return build_session(loaded, device=torch.device("cpu"), for_training=for_training)
+
+
+def timed(function: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def alternate(
+    a: Callable[[], Any], b: Callable[[], Any], *, rounds: int, warmup: int = 1
+) -> tuple[list[float], list[float]]:
+    """Seconds of a and of b per round, run alternately (a b, b a, ...) after `warmup` untimed rounds."""
+    for _ in range(warmup):
+        a()
+        b()
+    times_a, times_b = [], []
+    for index in range(rounds):
+        if index % 2 == 0:
+            times_a.append(timed(a))
+            times_b.append(timed(b))
+        else:
+            times_b.append(timed(b))
+            times_a.append(timed(a))
+    return times_a, times_b
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    return statistics.median(n / d for n, d in zip(numerators, denominators))
+
+
+def table(rows: list[list[Any]], header: list[str], title: str | None = None) -> None:
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    if title:
+        print(f"\n{title}")
+    line = "  ".join("-" * w for w in widths)
+    print("  ".join(c.ljust(w) for c, w in zip(cells[0], widths)))
+    print(line)
+    for row in cells[1:]:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def machine() -> str:
+    import platform
+
+    import torch
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads"
+    )

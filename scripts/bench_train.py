@@ -1,0 +1,258 @@
+"""Trainer train step vs a minimal hand-written PyTorch loop, same model, same init, same batches.
+
+For one shipped shapes recipe per task (classification resnet18, detection yolox_nano,
+segmentation pidnet_s; small batches, see bench_common.TASK_RECIPES):
+
+- trainer: the Session from `build_session`, the optimizer / scheduler / EMA built as `fit` builds
+  them, and per batch what the fit loop does: `session.prepare_batch`, batch mixing,
+  `train_step(StepState)`, the device-side sums of the loss parts, one host read every
+  `logging.log_every` steps.
+- plain: a deep copy of the same model taken before any step (same init), a torch optimizer of the
+  same name and options, cosine LR, EMA by `torch._foreach_lerp_` when the recipe has EMA,
+  normalise, forward, the criterion called directly (F.cross_entropy for classification), backward,
+  step. No loss module, no StepState, no part sums.
+
+Two measurements, each alternating trainer / plain in this process, median of per-round ratios:
+1. prefetched: the same N loader batches, fetched once, fed to both (pure step cost);
+2. with loader: the trainer's own train loader vs a plain DataLoader over the same data set and
+   transforms (same worker count, same collate), timed at steady state.
+
+Usage: python scripts/bench_train.py [--tasks classification detection segmentation] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import statistics
+import time
+
+import bench_common as bc
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from trainer.engine.ema import build_ema
+from trainer.engine.fit import _build_scheduler, _read_means
+from trainer.engine.optimizers import build_optimizer
+from trainer.engine.train_step import StepState, train_step
+
+STEPS = {"classification": 6, "detection": 4, "segmentation": 4}
+
+
+# ----------------------------------------------------------------------------------- trainer side
+class TrainerLoop:
+    def __init__(self, session) -> None:
+        self.session = session
+        training = session.recipe.training
+        model = session.model
+        if training.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(
+            model=model, options=training.optimizer, no_decay_norm_bias=training.no_decay_norm_bias,
+            device=session.device,
+        )
+        scheduler = _build_scheduler(session, optimizer, 10_000)
+        ema = (
+            build_ema(model=model, decay=training.ema.decay, warmup_steps=training.ema.warmup_steps)
+            if training.ema.enabled else None
+        )
+        self.state = StepState(
+            model=model, loss_module=session.loss_module, optimizer=optimizer, scheduler=scheduler,
+            scaler=torch.amp.GradScaler("cpu", enabled=False), ema=ema, device=session.device, amp_dtype=None,
+            grad_clip=training.grad_clip, accumulation=training.grad_accum_steps,
+        )
+        self.log_every = session.recipe.logging.log_every
+        self.step_count = 0
+        model.train()
+
+    def run(self, batches) -> None:
+        sums: dict[str, torch.Tensor] = {}
+        counted = 0
+        for batch in batches:
+            batch = self.session.prepare_batch(batch)
+            if self.session.batch_mixing is not None:
+                batch["images"], batch["labels"] = self.session.batch_mixing(batch["images"], batch["labels"])
+            parts = train_step(self.state, batch, epoch=0, micro_step=self.step_count)
+            for name, value in parts.items():
+                sums[name] = sums[name] + value if name in sums else value.clone()
+            counted += 1
+            self.step_count += 1
+            if self.step_count % self.log_every == 0:
+                _read_means(sums, counted)
+        _read_means(sums, counted)  # the epoch-end read
+
+
+# ------------------------------------------------------------------------------------- plain side
+class PlainLoop:
+    """What a user would write by hand for the same recipe."""
+
+    def __init__(self, session, model: nn.Module) -> None:
+        recipe = session.recipe
+        training = recipe.training
+        self.task = recipe.task
+        self.model = model.to(memory_format=torch.channels_last) if training.channels_last else model
+        self.channels_last = training.channels_last
+        options = dict(training.optimizer)
+        name = options.pop("name")
+        factory = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+        if "betas" in options:
+            options["betas"] = tuple(options["betas"])
+        self.optimizer = factory(self.model.parameters(), **options)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=10_000)
+        self.grad_clip = training.grad_clip
+        self.ema = None
+        if training.ema.enabled:
+            self.ema = copy.deepcopy(self.model).requires_grad_(False)
+            self.ema_decay = training.ema.decay
+        mean, std = session.normalizer.mean.clone(), session.normalizer.std.clone()
+        self.mean, self.std = mean, std
+        entry = session.loss_module.entries[0]
+        assert len(session.loss_module.entries) == 1, "plain loop written for one criterion"
+        self.criterion = copy.deepcopy(entry.criterion)
+        self.label_smoothing = getattr(self.criterion, "label_smoothing", 0.0)
+        self.model.train()
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(outputs["logits"], batch["labels"], label_smoothing=self.label_smoothing)
+        if self.task == "detection":
+            if "box_preds" in outputs:
+                parts = self.criterion(
+                    box_preds=outputs["box_preds"], obj_logits=outputs["obj_logits"], cls_logits=outputs["cls_logits"],
+                    grid_xy=outputs["grid_xy"], strides=outputs["strides"], gt_boxes=batch["gt_boxes"],
+                    gt_labels=batch["gt_labels"], epoch=0,
+                )
+            else:
+                parts = self.criterion(
+                    cls_logits=outputs["cls_logits"], box_regression=outputs["box_regression"],
+                    anchors=outputs["anchors"], gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"],
+                )
+            return sum(parts.values())
+        if "logits_p" in outputs:
+            parts = self.criterion(
+                logits_p=outputs["logits_p"], logits=outputs["logits"], boundary_logits=outputs["boundary_logits"],
+                labels=batch["labels"],
+            )
+            return sum(parts.values())
+        return F.cross_entropy(outputs["logits"], batch["labels"], ignore_index=255)
+
+    def run(self, batches) -> None:
+        for batch in batches:
+            images = (batch["images"].float() / 255.0 - self.mean) / self.std
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            outputs = self.model(images)
+            loss = self.loss(outputs, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - self.ema_decay)
+                    for e, m in zip(self.ema.buffers(), self.model.buffers()):
+                        e.copy_(m)
+
+
+class _Transformed(Dataset):
+    """The same base data set and transform as the trainer's, without per-sample reseeding."""
+
+    def __init__(self, augmented) -> None:
+        self.base, self.transform = augmented.dataset, augmented.transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        sample = self.base[index]
+        return self.transform(sample) if self.transform is not None else sample
+
+
+def plain_loader(session) -> DataLoader:
+    workers = session.recipe.environment.num_workers
+    return DataLoader(
+        _Transformed(session.train_set), batch_size=session.recipe.training.batch_size, shuffle=True,
+        num_workers=workers, collate_fn=session.task.collate, drop_last=True, persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def endless(loader, set_epoch: bool):
+    for epoch in itertools.count():
+        if set_epoch:
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+
+
+def bench_task(task: str, path, overrides: list[str], rounds: int) -> list[list]:
+    torch.manual_seed(0)
+    session = bc.load_session(path, overrides)
+    plain_model = copy.deepcopy(session.model)  # same init: copied before any step
+    trainer_loop, plain_loop = TrainerLoop(session), PlainLoop(session, plain_model)
+    steps = STEPS[task]
+    batch_size = session.recipe.training.batch_size
+    images = steps * batch_size
+    rows = []
+
+    # 1. prefetched: the same CPU batches for both
+    batches = list(itertools.islice(endless(session.train_loader, True), steps))
+    t_trainer, t_plain = bc.alternate(lambda: trainer_loop.run(batches), lambda: plain_loop.run(batches), rounds=rounds)
+    rows.append(_row(task, "prefetched", batch_size, images, t_trainer, t_plain))
+
+    # 2. with the loader in the loop (steady state: each round continues the same iterator)
+    trainer_stream = endless(session.train_loader, True)
+    plain_stream = endless(plain_loader(session), False)
+    warm = 2
+
+    def with_loader(loop, stream):
+        def run():
+            for _ in range(warm):  # drains what the idle loader queued meanwhile, untimed
+                next(stream)
+            start = time.perf_counter()
+            loop.run(itertools.islice(stream, steps))
+            return time.perf_counter() - start
+        return run
+
+    a, b = with_loader(trainer_loop, trainer_stream), with_loader(plain_loop, plain_stream)
+    a(), b()
+    t_trainer, t_plain = [], []
+    for index in range(rounds):
+        pair = (a, b) if index % 2 == 0 else (b, a)
+        first, second = pair[0](), pair[1]()
+        ta, tb = (first, second) if index % 2 == 0 else (second, first)
+        t_trainer.append(ta)
+        t_plain.append(tb)
+    rows.append(_row(task, f"with loader ({session.recipe.environment.num_workers} workers)", batch_size, images,
+                     t_trainer, t_plain))
+    return rows
+
+
+def _row(task, mode, batch_size, images, t_trainer, t_plain) -> list:
+    trainer_ips = images / statistics.median(t_trainer)
+    plain_ips = images / statistics.median(t_plain)
+    ratio = bc.median_ratio(t_plain, t_trainer)  # trainer img/s over plain img/s, per round
+    return [task, mode, batch_size, trainer_ips, plain_ips, ratio, "ok" if ratio >= 0.97 else "BELOW 0.97"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=None)
+    parser.add_argument("--rounds", type=int, default=3 if bc.quick() else 7)
+    args = parser.parse_args()
+    print(f"bench_train: {bc.machine()}")
+    rows = []
+    for task, path, overrides in bc.available_tasks(args.tasks):
+        start = time.perf_counter()
+        rows += bench_task(task, path, overrides, args.rounds)
+        print(f"  {task}: {time.perf_counter() - start:.0f} s")
+    bc.table(rows, ["task", "batches", "batch", "trainer img/s", "plain img/s", "ratio (median)", "target >= 0.97"],
+             title="train step: trainer vs hand-written loop (same model, init, data)")
+
+
+if __name__ == "__main__":
+    main()

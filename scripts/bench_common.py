@@ -10,8 +10,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -21,7 +22,7 @@ if str(ROOT) not in sys.path:
 TASK_RECIPES: dict[str, dict[str, Any]] = {
     "classification": {
         "recipe": "recipes/classification/resnet18_shapes.yaml",
-        "overrides": ["training.batch_size=32", "data.train.num_images=512", "data.val.num_images=256"],
+        "overrides": ["training.batch_size=16", "data.train.num_images=512", "data.val.num_images=256"],
     },
     "detection": {
         "recipe": "recipes/detection/yolox_nano_shapes.yaml",

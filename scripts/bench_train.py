@@ -12,12 +12,14 @@ segmentation pidnet_s; small batches, see bench_common.TASK_RECIPES):
   normalise, forward, the criterion called directly (F.cross_entropy for classification), backward,
   step. No loss module, no StepState, no part sums.
 
-Two measurements, each alternating trainer / plain in this process, median of per-round ratios:
-1. prefetched: the same N loader batches, fetched once, fed to both (pure step cost);
-2. with loader: the trainer's own train loader vs a plain DataLoader over the same data set and
-   transforms (same worker count, same collate), timed at steady state.
+Two measurements, each alternating one trainer step and one plain step in this process (so both
+see the same machine load), reported as the median over step pairs of the img/s ratio:
+1. prefetched: the same loader batches, fetched once, batch i fed to both (pure step cost);
+2. with loader: each step also waits for the next batch of its own loader: the trainer's train
+   loader vs a plain DataLoader over the same data set and transforms (same worker count, same
+   collate, shuffle=True, no per-sample reseeding).
 
-Usage: python scripts/bench_train.py [--tasks classification detection segmentation] [--rounds 7]
+Usage: python scripts/bench_train.py [--tasks classification detection segmentation] [--pairs 15]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from trainer.engine.fit import _build_scheduler, _read_means
 from trainer.engine.optimizers import build_optimizer
 from trainer.engine.train_step import StepState, train_step
 
-STEPS = {"classification": 6, "detection": 4, "segmentation": 4}
+WARMUP = 2  # untimed step pairs first
 
 
 # ----------------------------------------------------------------------------------- trainer side
@@ -66,23 +68,22 @@ class TrainerLoop:
         )
         self.log_every = session.recipe.logging.log_every
         self.step_count = 0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counted = 0
         model.train()
 
     def run(self, batches) -> None:
-        sums: dict[str, torch.Tensor] = {}
-        counted = 0
         for batch in batches:
             batch = self.session.prepare_batch(batch)
             if self.session.batch_mixing is not None:
                 batch["images"], batch["labels"] = self.session.batch_mixing(batch["images"], batch["labels"])
             parts = train_step(self.state, batch, epoch=0, micro_step=self.step_count)
             for name, value in parts.items():
-                sums[name] = sums[name] + value if name in sums else value.clone()
-            counted += 1
+                self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+            self.counted += 1
             self.step_count += 1
-            if self.step_count % self.log_every == 0:
-                _read_means(sums, counted)
-        _read_means(sums, counted)  # the epoch-end read
+            if self.step_count % self.log_every == 0:  # the fit loop's one host read per log_every steps
+                _read_means(self.sums, self.counted)
 
 
 # ------------------------------------------------------------------------------------- plain side
@@ -189,66 +190,51 @@ def endless(loader, set_epoch: bool):
         yield from loader
 
 
-def bench_task(task: str, path, overrides: list[str], rounds: int) -> list[list]:
+def bench_task(task: str, path, overrides: list[str], pairs: int) -> list[list]:
     torch.manual_seed(0)
     session = bc.load_session(path, overrides)
     plain_model = copy.deepcopy(session.model)  # same init: copied before any step
     trainer_loop, plain_loop = TrainerLoop(session), PlainLoop(session, plain_model)
-    steps = STEPS[task]
     batch_size = session.recipe.training.batch_size
-    images = steps * batch_size
     rows = []
 
-    # 1. prefetched: the same CPU batches for both
-    batches = list(itertools.islice(endless(session.train_loader, True), steps))
-    t_trainer, t_plain = bc.alternate(lambda: trainer_loop.run(batches), lambda: plain_loop.run(batches), rounds=rounds)
-    rows.append(_row(task, "prefetched", batch_size, images, t_trainer, t_plain))
+    # 1. prefetched: the same CPU batches, batch i fed to the trainer step then to the plain step
+    batches = list(itertools.islice(endless(session.train_loader, True), pairs + WARMUP))
+    feed_t, feed_p = iter(batches), iter(batches)
+    t_trainer, t_plain = bc.alternate(
+        lambda: trainer_loop.run([next(feed_t)]), lambda: plain_loop.run([next(feed_p)]), rounds=pairs, warmup=WARMUP
+    )
+    rows.append(_row(task, "prefetched", batch_size, t_trainer, t_plain))
 
-    # 2. with the loader in the loop (steady state: each round continues the same iterator)
+    # 2. loader in the loop: each step includes waiting for the next batch of its own loader
     trainer_stream = endless(session.train_loader, True)
     plain_stream = endless(plain_loader(session), False)
-    warm = 2
-
-    def with_loader(loop, stream):
-        def run():
-            for _ in range(warm):  # drains what the idle loader queued meanwhile, untimed
-                next(stream)
-            start = time.perf_counter()
-            loop.run(itertools.islice(stream, steps))
-            return time.perf_counter() - start
-        return run
-
-    a, b = with_loader(trainer_loop, trainer_stream), with_loader(plain_loop, plain_stream)
-    a(), b()
-    t_trainer, t_plain = [], []
-    for index in range(rounds):
-        pair = (a, b) if index % 2 == 0 else (b, a)
-        first, second = pair[0](), pair[1]()
-        ta, tb = (first, second) if index % 2 == 0 else (second, first)
-        t_trainer.append(ta)
-        t_plain.append(tb)
-    rows.append(_row(task, f"with loader ({session.recipe.environment.num_workers} workers)", batch_size, images,
-                     t_trainer, t_plain))
+    t_trainer, t_plain = bc.alternate(
+        lambda: trainer_loop.run([next(trainer_stream)]), lambda: plain_loop.run([next(plain_stream)]),
+        rounds=pairs, warmup=WARMUP + 1,
+    )
+    workers = session.recipe.environment.num_workers
+    rows.append(_row(task, f"with loader ({workers} workers)", batch_size, t_trainer, t_plain))
     return rows
 
 
-def _row(task, mode, batch_size, images, t_trainer, t_plain) -> list:
-    trainer_ips = images / statistics.median(t_trainer)
-    plain_ips = images / statistics.median(t_plain)
-    ratio = bc.median_ratio(t_plain, t_trainer)  # trainer img/s over plain img/s, per round
+def _row(task, mode, batch_size, t_trainer, t_plain) -> list:
+    trainer_ips = batch_size / statistics.median(t_trainer)
+    plain_ips = batch_size / statistics.median(t_plain)
+    ratio = bc.median_ratio(t_plain, t_trainer)  # trainer img/s over plain img/s, per step pair
     return [task, mode, batch_size, trainer_ips, plain_ips, ratio, "ok" if ratio >= 0.97 else "BELOW 0.97"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=None)
-    parser.add_argument("--rounds", type=int, default=3 if bc.quick() else 7)
+    parser.add_argument("--pairs", type=int, default=5 if bc.quick() else 15, help="timed step pairs per mode")
     args = parser.parse_args()
     print(f"bench_train: {bc.machine()}")
     rows = []
     for task, path, overrides in bc.available_tasks(args.tasks):
         start = time.perf_counter()
-        rows += bench_task(task, path, overrides, args.rounds)
+        rows += bench_task(task, path, overrides, args.pairs)
         print(f"  {task}: {time.perf_counter() - start:.0f} s")
     bc.table(rows, ["task", "batches", "batch", "trainer img/s", "plain img/s", "ratio (median)", "target >= 0.97"],
              title="train step: trainer vs hand-written loop (same model, init, data)")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 
-from trainer.data.errors import DataError
+from trainer.data.errors import DataError, DataWarning
+from trainer.data.loaders import worker_error_message
 from trainer.engine.checkpoint import CheckpointError
 from trainer.engine.device import DeviceError
-from trainer.engine.fit import Interrupted, NonFiniteLossError
+from trainer.engine.fit import DataFailure, Interrupted, NonFiniteLossError
 from trainer.engine.reporting import console
 from trainer.engine.session import BuildError
 from trainer.recipe import RecipeError
@@ -25,17 +27,32 @@ app = typer.Typer(
 _state = {"debug": False}
 
 USAGE_ERRORS = (RecipeError, DataError, BuildError, CheckpointError, UnknownNameError, FileNotFoundError, DeviceError)
-RUN_FAILURES = (NonFiniteLossError, Interrupted)
+RUN_FAILURES = (NonFiniteLossError, Interrupted, DataFailure)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Data warnings (repaired data, e.g. boxes clipped to the image) as one line; others as Python shows them."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=file or sys.stderr)
 
 
 def run_guarded(action: Callable[[], object]) -> object:
     """Run a command; expected errors become one message and an exit code, no traceback."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DataWarning)
+        warnings.showwarning = _show_warning
+        return _run_mapping_errors(action)
+
+
+def _run_mapping_errors(action: Callable[[], object]) -> object:
     try:
         return action()
     except USAGE_ERRORS as error:
         if _state["debug"]:
             raise
-        message = str(error) if isinstance(error, RecipeError) else f"error: {error}"
+        message = str(error) if isinstance(error, RecipeError) else f"error: {worker_error_message(error)}"
         print(message, file=sys.stderr)
         raise typer.Exit(code=2) from None
     except RUN_FAILURES as error:
@@ -48,7 +65,8 @@ def run_guarded(action: Callable[[], object]) -> object:
     except Exception as error:  # unexpected: one line here, the traceback under --debug
         if _state["debug"]:
             raise
-        print(f"error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(error).__name__}: {worker_error_message(error)} (run with --debug for the traceback)",
+              file=sys.stderr)
         raise typer.Exit(code=1) from None
 
 
@@ -246,6 +264,24 @@ def data_convert(
 
     run_guarded(lambda: convert_command(source_format=source_format, target_format=target_format, source=source,
                                         out=out, split=split, images_dir=images_dir, symlink=symlink))
+
+
+@app.command()
+def docs(
+    out: Optional[str] = typer.Option(None, "--out", help="Write here (e.g. docs/recipes.md) instead of printing."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if --out (default docs/recipes.md) is out of date."),
+) -> None:
+    """The recipe reference (every field, every component's options) as Markdown."""
+    from trainer.commands.docs import docs_command
+
+    text, up_to_date = run_guarded(lambda: docs_command(out=out, check=check))
+    if check:
+        if not up_to_date:
+            print("docs are out of date; regenerate with: trainer docs --out docs/recipes.md", file=sys.stderr)
+            raise typer.Exit(code=1)
+        print("docs are up to date")
+    elif out is None:
+        print(text, end="")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def pidnet_reference_loss(
         F.interpolate(x, size=size, mode="bilinear", align_corners=True) for x in (logits_p, logits, boundary_logits)
     )
     min_kept = max(1, min_kept)
-    options = dict(ignore_index=ignore_index, threshold=ohem_threshold, min_kept=min_kept, weight=class_weights)
+    options = {"ignore_index": ignore_index, "threshold": ohem_threshold, "min_kept": min_kept, "weight": class_weights}
     # official: loss_s = 0.4 * CE_none(P) + 1.0 * OHEM(I): a (B, H, W) tensor, averaged at the end
     aux = F.cross_entropy(logits_p, labels, weight=class_weights, ignore_index=ignore_index, reduction="none")
     semantic = (balance_weights[0] * aux + balance_weights[1] * _ohem(logits, labels, **options)).mean()

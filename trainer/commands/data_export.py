@@ -62,7 +62,7 @@ def export_shapes(
         raise DataError(f"--format: {task} data can be written as {' or '.join(FORMATS_FOR_TASK[task])}, not '{fmt}'")
     if num_images < 1 or image_size < 8:
         raise DataError(f"need --num-images >= 1 and --image-size >= 8, got {num_images} and {image_size}")
-    out = Path(out)
+    out = Path(out).resolve()  # the recipe data section names absolute paths
     refuse_existing(out, folder=True)
     low, high = SHAPES_PER_IMAGE[task]
     names = list(SHAPE_NAMES)

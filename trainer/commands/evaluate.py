@@ -57,8 +57,12 @@ def evaluate_command(
     else:
         console.print("note: no checkpoint given; evaluating the freshly initialised model")
     amp = autocast_dtype(amp=recipe.training.amp, device=torch_device)
-    metrics, _ = evaluate(model=session.model, session=session, amp_dtype=amp)
+    metrics, evaluator = evaluate(model=session.model, session=session, amp_dtype=amp)
     console.print(metrics_table(metrics, title=f"{recipe.task} evaluation ({checkpoint_path or 'untrained'})"))
+    report = getattr(session.task, "report", None)  # a task's extra table (detection: per-class AP)
+    table = report(evaluator) if report is not None else None
+    if table is not None:
+        console.print(table)
     if json_path is not None:
         Path(json_path).write_text(json.dumps({"task": recipe.task, "metrics": metrics}, indent=2) + "\n")
     return metrics

@@ -287,8 +287,9 @@ class _Writer:
     def write_json(self, name: str, payload: Any) -> None:
         (self.out_dir / name).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
-    def finish(self) -> None:
-        self.write_json("predictions.json", self.records)
+    def finish(self) -> None:  # one record per line: readable, and still one JSON document
+        text = "[\n" + ",\n".join(json.dumps(record) for record in self.records) + "\n]\n"
+        (self.out_dir / "predictions.json").write_text(text if self.records else "[]\n", encoding="utf-8")
 
 
 class _ClassificationWriter(_Writer):

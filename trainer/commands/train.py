@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 
+from trainer.data.errors import DataError
+from trainer.data.loaders import worker_error_message
 from trainer.engine import distributed
 from trainer.engine.checkpoint import load_checkpoint
 from trainer.engine.device import configure_backends, resolve_device, seed_everything
-from trainer.engine.fit import fit
+from trainer.engine.fit import DataFailure, fit
 from trainer.engine.reporting import console, get_logger, say
 from trainer.engine.run_dir import create_run_dir
 from trainer.engine.session import build_session
@@ -128,7 +130,13 @@ def train(
             say(logger, f"training {recipe.task} on {torch_device} ({distributed.world_size()} process(es)); "
                         f"run: {run_dir}")
         resume_from = run_dir / "checkpoints" / "last.pt" if resume is not None else None
-        fit(session, run_dir=run_dir, resume_from=resume_from, logger=logger)
+        try:
+            fit(session, run_dir=run_dir, resume_from=resume_from, logger=logger)
+        except DataError as error:  # the data was fine while building, so this is a failure during the run
+            last = run_dir / "checkpoints" / "last.pt"
+            kept = (f"{last} is kept; fix the data and resume with: trainer train --resume {run_dir}"
+                    if last.is_file() else "no checkpoint had been written yet")
+            raise DataFailure(f"bad data during training: {worker_error_message(error)}; {kept}") from None
     finally:
         distributed.cleanup()
     return run_dir

@@ -102,6 +102,21 @@ class AugmentedDataset(Dataset):
             torch.set_rng_state(state)
 
 
+def worker_error_message(error: BaseException) -> str:
+    """The message of an error raised in a DataLoader worker, without the worker's traceback that
+    the DataLoader puts into it ("Caught X in DataLoader worker process 0. Original Traceback ...")."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else text
+    name = type(error).__name__
+    for prefix in (f"{type(error).__module__}.{name}: ", f"{name}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return last
+
+
 def build_loader(
     *, dataset: AugmentedDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, pin_memory: bool,
     collate: Callable[[list[Any]], Any], distributed: bool, drop_last: bool,

@@ -6,6 +6,8 @@ in `TRANSFORMS` with keyword-only options. Images stay uint8 (3, H, W) through t
 ignore). Conventions:
 
 - `resize.size`: an int resizes the shorter side (torchvision), `[h, w]` gives the exact size.
+- `random_scale.scale: [lo, hi]`: resize both sides by one factor drawn uniformly from [lo, hi]
+  (segmentation multi-scale training; follow it with `random_crop` ... `pad_if_needed: true`).
 - `fill` options are pixel values 0..255; `random_erasing.value` too (or "random").
 - `normalize` (mean/std in 0..1 units, ImageNet by default; values above 1 are read as 0..255
   units, the MMDetection habit) must be last and is not applied on the CPU: `build_transforms`
@@ -86,6 +88,23 @@ class Letterbox(v2.Transform):
         return self._call_kernel(F.pad, out, padding=params["padding"], fill=fill)
 
 
+class RandomScale(v2.Transform):
+    """Resize by a factor drawn uniformly from `scale` (both sides, aspect ratio kept); masks nearest.
+    The official PIDNet / HRNet "multi-scale" training augmentation."""
+
+    def __init__(self, scale: tuple[float, float]) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        factor = float(torch.empty(()).uniform_(self.scale[0], self.scale[1]))
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(F.resize, inpt, size=params["size"], antialias=True)
+
+
 class ImageRandomErasing(v2.RandomErasing):
     """RandomErasing on the image only (boxes and masks pass through); uint8 stays uint8."""
 
@@ -114,6 +133,14 @@ def _pair(size: int | list[int]) -> tuple[int, int]:
 @TRANSFORMS.register("resize")
 def resize(*, size: int | list[int], max_size: int | None = None) -> v2.Transform:
     return v2.Resize(_size(size), max_size=max_size, antialias=True)
+
+
+@TRANSFORMS.register("random_scale")
+def random_scale(*, scale: list[float] = (0.5, 2.0)) -> v2.Transform:
+    low, high = (float(v) for v in scale)
+    if not 0 < low <= high:
+        raise ValueError(f"scale must be [low, high] with 0 < low <= high, got {list(scale)}")
+    return RandomScale((low, high))
 
 
 @TRANSFORMS.register("letterbox")

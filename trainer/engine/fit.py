@@ -35,6 +35,10 @@ class Interrupted(Exception):
     pass
 
 
+class DataFailure(Exception):
+    """Bad data met during the run (e.g. a corrupt image in epoch 3): exit code 1, checkpoint kept."""
+
+
 @dataclass
 class FitResult:
     run_dir: Path

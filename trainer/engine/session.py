@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from trainer.data.batch_mixing import build_batch_mixing
+from trainer.data.errors import DataError
 from trainer.data.loaders import AugmentedDataset, build_loader
 from trainer.data.transforms import NormalizeParams, build_transforms
 from trainer.losses.module import LossModule, build_loss_module
@@ -73,9 +74,14 @@ class Session:
         return moved
 
 
-def _dataset(recipe: Recipe, split: str) -> Any:
+def _dataset(recipe: Recipe, split: str, where: str | None = None) -> Any:
+    """The split's data set; a DataError names the recipe entry (data.<split>, file:line) it came from."""
     options = dict(getattr(recipe.data, split))
-    return DATASETS.get(recipe.data.format)(task=recipe.task, split=split, **options)
+    try:
+        return DATASETS.get(recipe.data.format)(task=recipe.task, split=split, **options)
+    except DataError as error:
+        place = f"{where}: data.{split}" if where else f"data.{split}"
+        raise DataError(f"{place}: {error}") from None
 
 
 _FIXED_SIZE_TRANSFORMS = ("letterbox", "resize", "random_resized_crop", "center_crop", "random_crop")
@@ -126,7 +132,7 @@ def build_session(
     recipe = loaded.recipe
     task = get_task(recipe.task)
     seed = recipe.environment.seed
-    val_base = _dataset(recipe, "val")
+    val_base = _dataset(recipe, "val", loaded.locations.find(("data", "val")))
     class_names = list(val_base.class_names)
     val_transform, normalize = build_transforms(recipe.augmentation.val, task=recipe.task)
     val_set = AugmentedDataset(dataset=val_base, transform=val_transform, seed=seed)
@@ -138,7 +144,7 @@ def build_session(
     val_loader = build_loader(dataset=val_set, shuffle=False, drop_last=False, **loader_options)
     train_set = train_loader = None
     if for_training:
-        train_base = _dataset(recipe, "train")
+        train_base = _dataset(recipe, "train", loaded.locations.find(("data", "train")))
         if list(train_base.class_names) != class_names:
             raise BuildError(
                 f"train and val data sets have different classes: {train_base.class_names} vs {class_names}"

@@ -76,7 +76,7 @@ def draw_label(image: torch.Tensor, text: str, *, colour: tuple[int, int, int] =
 
 
 def draw_boxes(
-    image: torch.Tensor, boxes: torch.Tensor, *, labels: list[str], colours: list[tuple[int, int, int]],
+    image: torch.Tensor, boxes: torch.Tensor, *, labels: list[str] | None, colours: list[tuple[int, int, int]],
     width: int | None = None,
 ) -> torch.Tensor:
     """Boxes (N, 4) XYXY in `image`'s pixels, each with its label and colour (image enlarged if small)."""
@@ -89,6 +89,7 @@ def draw_boxes(
     return draw_bounding_boxes(
         image, boxes.detach().float().cpu() * scale, labels=labels, colors=colours,
         width=width or max(1, min(height, width_px) // 128), font=font_path(), font_size=_font_size(height, width_px),
+        fill_labels=labels is not None, label_colors="black" if labels is not None else None,
     )
 
 
@@ -137,6 +138,30 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 # --- validation images during training ---------------------------------------------------------
 
 
+def colour_mask(mask: torch.Tensor, class_names: list[str]) -> torch.Tensor:
+    """(H, W) class mask -> uint8 (3, H', W') colours (enlarged if small); background black, ignored grey."""
+    mask = mask.detach().cpu().long()
+    colours = torch.tensor(palette(len(class_names)) + [(0, 0, 0)] * (256 - len(class_names)), dtype=torch.uint8)
+    for index, name in enumerate(class_names):
+        if name.lower() == "background":
+            colours[index] = torch.tensor((0, 0, 0), dtype=torch.uint8)
+    colours[IGNORE_INDEX] = torch.tensor((128, 128, 128), dtype=torch.uint8)
+    image = colours[mask.clamp(0, 255)].permute(2, 0, 1).contiguous()
+    return enlarge(image, display_scale(*image.shape[-2:]))
+
+
+class Panels:
+    """Drawn images with captions, laid out `columns` to a row, with an optional colour legend."""
+
+    def __init__(self, columns: int = 4) -> None:
+        self.items: list[tuple[torch.Tensor, str]] = []
+        self.columns = columns
+        self.legend: list[tuple[str, tuple[int, int, int]]] = []
+
+    def add(self, image: torch.Tensor, caption: str) -> None:
+        self.items.append((image, caption))
+
+
 def _val_batch(session: Any, count: int) -> dict[str, Any]:
     dataset = session.val_set
     samples = [dataset[(0, index)] for index in range(min(count, len(dataset)))]
@@ -144,8 +169,15 @@ def _val_batch(session: Any, count: int) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def validation_panels(*, session: Any, model: torch.nn.Module, count: int = 8) -> list[tuple[torch.Tensor, str]]:
-    """The first `count` validation images with the model's predictions: [(drawn image, title)]."""
+def validation_panels(*, session: Any, model: torch.nn.Module, count: int = 8) -> Panels:
+    """The first validation images with the model's predictions (and the ground truth).
+
+    classification: the top-1 class and score drawn (green when right, red when wrong), the true
+    class as caption; detection: predicted boxes with score >= DRAW_SCORE_THRESHOLD in colour, true
+    boxes in white; segmentation (half as many images): image | true mask | predicted mask."""
+    task = session.recipe.task
+    if task == "segmentation":
+        count = max(1, count // 2)
     batch = _val_batch(session, count)
     images = batch["images"]
     was_training = model.training
@@ -154,18 +186,17 @@ def validation_panels(*, session: Any, model: torch.nn.Module, count: int = 8) -
     model.train(was_training)
     outputs = {name: value.float() for name, value in outputs.items()}
     names = session.class_names
-    task = session.recipe.task
-    panels = []
     if task == "classification":
+        panels = Panels(columns=4)
         probabilities = outputs["logits"].softmax(dim=1).cpu()
         score, predicted = probabilities.max(dim=1)
         for image, truth, label, value in zip(images, batch["labels"].tolist(), predicted.tolist(), score.tolist()):
             colour = (80, 220, 80) if truth == label else (240, 80, 80)
-            drawn = draw_label(image, f"{names[label]} {value:.2f}", colour=colour)
-            panels.append((drawn, f"true: {names[truth]}"))
+            panels.add(draw_label(image, f"{names[label]} {value:.2f}", colour=colour), f"true: {names[truth]}")
     elif task == "detection":
         from trainer.tasks.detection_postprocess import detections_from_outputs
 
+        panels = Panels(columns=4)
         options = session.recipe.model.postprocess
         detections = detections_from_outputs(
             outputs, image_size=tuple(images.shape[-2:]), score_threshold=options.score_threshold,
@@ -173,50 +204,64 @@ def validation_panels(*, session: Any, model: torch.nn.Module, count: int = 8) -
         )
         labels = batch.get("gt_eval_labels", batch["gt_labels"])
         for b, (image, found) in enumerate(zip(images, detections)):
-            truth = labels[b] >= 0
-            drawn = draw_detections(image, boxes=found["boxes"], scores=found["scores"], labels=found["labels"],
-                                    class_names=names)
+            real = labels[b] >= 0
+            truth = batch["gt_boxes"][b][real]
+            with_truth = draw_boxes(image, truth, labels=None, colours=[(255, 255, 255)] * len(truth),
+                                    width=1)
+            scale = display_scale(*image.shape[-2:])
+            drawn = draw_detections(with_truth, boxes=found["boxes"] * scale, scores=found["scores"],
+                                    labels=found["labels"], class_names=names)
             shown = int((found["scores"] >= DRAW_SCORE_THRESHOLD).sum())
-            gt = ", ".join(names[c] for c in labels[b][truth].tolist()) or "none"
-            panels.append((drawn, f"true: {gt}\n{shown} predicted (score >= {DRAW_SCORE_THRESHOLD})"))
+            panels.add(drawn, f"{int(real.sum())} true (white), {shown} predicted")
     else:
+        panels = Panels(columns=3)
         logits = outputs["logits"]
         if tuple(logits.shape[-2:]) != tuple(images.shape[-2:]):
             logits = F.interpolate(logits, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
         predicted = logits.argmax(dim=1).cpu()
         for image, truth, mask in zip(images, batch["labels"], predicted):
-            panels.append((draw_mask(image, truth, class_names=names), "ground truth"))
-            panels.append((draw_mask(image, mask, class_names=names), "prediction"))
+            panels.add(enlarge(image.cpu(), display_scale(*image.shape[-2:])), "image")
+            panels.add(colour_mask(truth, names), "true mask")
+            panels.add(colour_mask(mask, names), "predicted mask")
+        colours = palette(len(names))
+        panels.legend = [(name, (0, 0, 0) if name.lower() == "background" else colours[index])
+                         for index, name in enumerate(names)] + [("ignored", (128, 128, 128))]
     return panels
 
 
-def save_validation_grid(panels: list[tuple[torch.Tensor, str]], path: Path, *, title: str) -> None:
-    """The panels as one PNG (matplotlib, Agg), titled."""
+def save_validation_grid(panels: Panels, path: Path, *, title: str) -> None:
+    """The panels as one PNG (matplotlib, Agg), titled, with the legend under the title if any."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    columns = min(4, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    columns = min(panels.columns, len(panels.items))
+    rows = math.ceil(len(panels.items) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows + 0.6), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, (image, caption) in zip(axes.flat, panels):
+    for axis, (image, caption) in zip(axes.flat, panels.items):
         axis.imshow(image.permute(1, 2, 0).numpy())
         axis.set_title(caption, fontsize=9)
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.93 if panels.legend else 0.97))
+    if panels.legend:
+        handles = [Patch(facecolor=[c / 255 for c in colour], edgecolor="black", label=name)
+                   for name, colour in panels.legend]
+        figure.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=8,
+                      bbox_to_anchor=(0.5, 0.96), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def grid_tensor(panels: list[tuple[torch.Tensor, str]]) -> torch.Tensor:
+def grid_tensor(panels: Panels) -> torch.Tensor:
     """The panels side by side (uint8 (3, H, W)), for TensorBoard."""
     from torchvision.utils import make_grid
 
-    height = max(image.shape[-2] for image, _ in panels)
-    width = max(image.shape[-1] for image, _ in panels)
-    resized = [F.interpolate(image[None].float(), size=(height, width), mode="nearest")[0] for image, _ in panels]
-    return make_grid(resized, nrow=4, padding=4).to(torch.uint8)
+    height = max(image.shape[-2] for image, _ in panels.items)
+    width = max(image.shape[-1] for image, _ in panels.items)
+    resized = [F.interpolate(image[None].float(), size=(height, width), mode="nearest")[0] for image, _ in panels.items]
+    return make_grid(resized, nrow=panels.columns, padding=4).to(torch.uint8)

@@ -79,6 +79,97 @@ def _centre_candidates(
     return (torch.minimum(inside_x, inside_y) > 0.0) & gt_valid[..., None]
 
 
+def _candidate_index(candidate: Tensor) -> Tensor | None:
+    """(B, K) anchor indices with every candidate of each image first, in anchor order; None = all.
+
+    K is the largest candidate count in the batch. It is read on the host only on the CPU, where a
+    host read costs nothing and the (B, M, K) / (B, K, C) work then shrinks with K (K is a few
+    hundred where A is thousands); on accelerators K = A (no host sync, no gather).
+    """
+    batch_size, num_anchors = candidate.shape
+    if candidate.device.type != "cpu":
+        return None
+    k = max(1, int(candidate.sum(dim=1).max()))
+    if k >= num_anchors:
+        return None
+    key = candidate * torch.arange(num_anchors, 0, -1, device=candidate.device)  # A..1 on candidates, 0 elsewhere
+    return key.topk(k, dim=1).indices  # distinct; candidates first in ascending anchor order
+
+
+def _take(values: Tensor, index: Tensor | None) -> Tensor:
+    """(B, A, ...) -> (B, K, ...) rows at ``index`` (B, K); unchanged when index is None."""
+    if index is None:
+        return values
+    shape = index.shape + values.shape[2:]
+    return values.gather(1, index.reshape(index.shape + (1,) * (values.dim() - 2)).expand(shape))
+
+
+@torch.no_grad()
+def _simota_compact(
+    *,
+    pred_boxes: Tensor,
+    obj_logits: Tensor,
+    cls_logits: Tensor,
+    grid_xy: Tensor,
+    strides: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    center_radius: float,
+    topk_candidates: int,
+) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
+    """SimOTA on the candidate anchors only: (index (B, K) or None, fg, matched_gt, matched_iou (B, K))."""
+    gt_valid = gt_labels >= 0
+    in_centre = _centre_candidates(
+        gt_boxes=gt_boxes, gt_valid=gt_valid, grid_xy=grid_xy, strides=strides, center_radius=center_radius
+    )
+    candidate = in_centre.any(dim=1)  # (B, A): the reference's per-image anchor filter
+    index = _candidate_index(candidate)
+    if index is not None:
+        in_centre = in_centre.gather(2, index[:, None, :].expand(-1, in_centre.shape[1], -1))
+        candidate = candidate.gather(1, index)
+        pred_boxes, obj_logits, cls_logits = (_take(x, index) for x in (pred_boxes, obj_logits, cls_logits))
+    num_anchors = pred_boxes.shape[1]  # K
+    pair_ok = candidate[:, None, :] & gt_valid[..., None]  # (B, M, K)
+    ious = box_iou_cxcywh(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :])  # (B, M, K)
+
+    # dynamic k from the top IoUs among the image's candidates (zeros elsewhere add nothing)
+    num_top = min(topk_candidates, num_anchors)
+    top_ious = ious.masked_fill(~pair_ok, 0.0).topk(num_top, dim=2).values
+    dynamic_k = top_ious.sum(dim=2).int().clamp(min=1)  # (B, M)
+
+    # class cost: sum over classes of BCE(sqrt(sig(cls) * sig(obj)), one_hot), F.binary_cross_entropy clamps;
+    # the one-hot terms are evaluated at the gt's class only (gathered before the logs)
+    joint = (cls_logits.sigmoid() * obj_logits.sigmoid()[..., None]).sqrt()  # (B, K, C)
+    neg_sum = (-torch.log(1.0 - joint).clamp(min=-100.0)).sum(dim=-1)  # (B, K)
+    class_index = gt_labels.clamp(min=0)[..., None].expand(-1, -1, num_anchors)  # (B, M, K)
+    joint_y = joint.transpose(1, 2).gather(1, class_index)  # (B, M, K)
+    bce_pos = -torch.log(joint_y).clamp(min=-100.0)
+    bce_neg = -torch.log(1.0 - joint_y).clamp(min=-100.0)
+    cls_cost = neg_sum[:, None, :] + (bce_pos - bce_neg)
+
+    cost = cls_cost + COST_IOU_WEIGHT * -torch.log(ious + 1e-8) + COST_OUTSIDE_CENTRE * (~in_centre)
+    cost = cost.masked_fill(~pair_ok, float("inf"))
+
+    # each gt takes its dynamic_k lowest-cost anchors (dynamic_k <= num_top <= number of candidates)
+    top_cost, top_index = cost.topk(num_top, dim=2, largest=False)
+    rank = torch.arange(num_top, device=cost.device)
+    take = (rank < dynamic_k[..., None]) & torch.isfinite(top_cost)
+    matching = torch.zeros_like(cost, dtype=torch.bool).scatter_(2, top_index, take)
+
+    # an anchor claimed by several gts goes to the gt of lowest cost (over all gts of the image)
+    num_claims = matching.sum(dim=1)  # (B, K)
+    matched_gt = torch.where(num_claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
+    matched_iou = ious.gather(1, matched_gt[:, None, :]).squeeze(1)
+    return index, num_claims > 0, matched_gt, matched_iou
+
+
+def _scatter(values: Tensor, index: Tensor | None, num_anchors: int) -> Tensor:
+    """(B, K) at ``index`` -> (B, A), zero (False) elsewhere."""
+    if index is None:
+        return values
+    return values.new_zeros((values.shape[0], num_anchors)).scatter_(1, index, values)
+
+
 @torch.no_grad()
 def simota_assign(
     *,
@@ -97,41 +188,12 @@ def simota_assign(
     Returns ``fg`` (B, A) bool, ``matched_gt`` (B, A) int64 index into M (meaningful on fg only)
     and ``matched_iou`` (B, A), the IoU of each anchor's prediction with its matched gt.
     """
-    num_anchors = pred_boxes.shape[1]
-    gt_valid = gt_labels >= 0
-    in_centre = _centre_candidates(
-        gt_boxes=gt_boxes, gt_valid=gt_valid, grid_xy=grid_xy, strides=strides, center_radius=center_radius
+    index, fg, matched_gt, matched_iou = _simota_compact(
+        pred_boxes=pred_boxes, obj_logits=obj_logits, cls_logits=cls_logits, grid_xy=grid_xy, strides=strides,
+        gt_boxes=gt_boxes, gt_labels=gt_labels, center_radius=center_radius, topk_candidates=topk_candidates,
     )
-    candidate = in_centre.any(dim=1)  # (B, A): the reference's per-image anchor filter
-    pair_ok = candidate[:, None, :] & gt_valid[..., None]  # (B, M, A)
-    ious = box_iou_cxcywh(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :])  # (B, M, A)
-
-    # dynamic k from the top IoUs among the image's candidates (zeros elsewhere add nothing)
-    num_top = min(topk_candidates, num_anchors)
-    top_ious = ious.masked_fill(~pair_ok, 0.0).topk(num_top, dim=2).values
-    dynamic_k = top_ious.sum(dim=2).int().clamp(min=1)  # (B, M)
-
-    # class cost: sum over classes of BCE(sqrt(sig(cls) * sig(obj)), one_hot), F.binary_cross_entropy clamps
-    joint = (cls_logits.sigmoid() * obj_logits.sigmoid()[..., None]).sqrt()  # (B, A, C)
-    bce_neg = -torch.log(1.0 - joint).clamp(min=-100.0)
-    bce_pos = -torch.log(joint).clamp(min=-100.0)
-    class_index = gt_labels.clamp(min=0)[..., None].expand(-1, -1, num_anchors)  # (B, M, A)
-    cls_cost = bce_neg.sum(dim=-1)[:, None, :] + (bce_pos - bce_neg).transpose(1, 2).gather(1, class_index)
-
-    cost = cls_cost + COST_IOU_WEIGHT * -torch.log(ious + 1e-8) + COST_OUTSIDE_CENTRE * (~in_centre)
-    cost = cost.masked_fill(~pair_ok, float("inf"))
-
-    # each gt takes its dynamic_k lowest-cost anchors (dynamic_k <= num_top <= number of candidates)
-    top_cost, top_index = cost.topk(num_top, dim=2, largest=False)
-    rank = torch.arange(num_top, device=cost.device)
-    take = (rank < dynamic_k[..., None]) & torch.isfinite(top_cost)
-    matching = torch.zeros_like(cost, dtype=torch.bool).scatter_(2, top_index, take)
-
-    # an anchor claimed by several gts goes to the gt of lowest cost (over all gts of the image)
-    num_claims = matching.sum(dim=1)  # (B, A)
-    matched_gt = torch.where(num_claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
-    matched_iou = ious.gather(1, matched_gt[:, None, :]).squeeze(1)
-    return num_claims > 0, matched_gt, matched_iou
+    num_anchors = pred_boxes.shape[1]
+    return tuple(_scatter(x, index, num_anchors) for x in (fg, matched_gt, matched_iou))
 
 
 def foreground_normaliser(num_fg: Tensor) -> Tensor:
@@ -170,7 +232,7 @@ def yolox_loss(
         gt_cxcywh = box_convert(gt_boxes.float(), in_fmt="xyxy", out_fmt="cxcywh")
         pred_boxes = decode_yolox_boxes(box_preds=box_preds, grid_xy=grid_xy, strides=strides)
 
-        fg, matched_gt, matched_iou = simota_assign(
+        index, fg_k, matched_gt_k, matched_iou_k = _simota_compact(
             pred_boxes=pred_boxes.detach(),
             obj_logits=obj_logits.detach(),
             cls_logits=cls_logits.detach(),
@@ -181,6 +243,8 @@ def yolox_loss(
             center_radius=center_radius,
             topk_candidates=topk_candidates,
         )
+        num_anchors = box_preds.shape[1]
+        fg, matched_gt = _scatter(fg_k, index, num_anchors), _scatter(matched_gt_k, index, num_anchors)
         num_fg = foreground_normaliser(fg.sum())
         matched_boxes = gt_cxcywh.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
         fg_box = fg[..., None]
@@ -191,10 +255,11 @@ def yolox_loss(
 
         loss_obj = F.binary_cross_entropy_with_logits(obj_logits, fg.float(), reduction="sum") / num_fg
 
-        matched_labels = gt_labels.gather(1, matched_gt).clamp(min=0)
-        cls_target = F.one_hot(matched_labels, num_classes).float() * matched_iou[..., None]
-        cls_bce = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="none")
-        loss_cls = torch.where(fg_box, cls_bce, 0.0).sum() / num_fg
+        # class term on the candidate anchors only (foreground is among them)
+        matched_labels = gt_labels.gather(1, matched_gt_k).clamp(min=0)
+        cls_target = F.one_hot(matched_labels, num_classes).float() * matched_iou_k[..., None]
+        cls_bce = F.binary_cross_entropy_with_logits(_take(cls_logits, index), cls_target, reduction="none")
+        loss_cls = torch.where(fg_k[..., None], cls_bce, 0.0).sum() / num_fg
 
         if use_l1:
             stride = strides[:, None]

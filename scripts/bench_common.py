@@ -68,16 +68,18 @@ def load_session(path: Path, overrides: list[str], *, for_training: bool = True,
     return build_session(loaded, device=torch.device("cpu"), for_training=for_training)
 
 
-def timed(function: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def timed(function: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all its threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     function()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def alternate(
     a: Callable[[], Any], b: Callable[[], Any], *, rounds: int, warmup: int = 1
-) -> tuple[list[float], list[float]]:
-    """Seconds of a and of b per round, run alternately (a b, b a, ...) after `warmup` untimed rounds."""
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(wall, cpu) seconds of a and of b per round, run alternately (a b, b a, ...) after `warmup`
+    untimed rounds."""
     for _ in range(warmup):
         a()
         b()
@@ -92,8 +94,33 @@ def alternate(
     return times_a, times_b
 
 
-def median_ratio(numerators: list[float], denominators: list[float]) -> float:
-    return statistics.median(n / d for n, d in zip(numerators, denominators))
+def median_ratio(numerators: list, denominators: list, *, which: int = 0) -> float:
+    """Median over rounds of numerator / denominator; `which` picks wall (0) or CPU (1) time for
+    (wall, cpu) pairs; plain floats are used as they are."""
+
+    def pick(value):
+        return value[which] if isinstance(value, tuple) else value
+
+    return statistics.median(pick(n) / pick(d) for n, d in zip(numerators, denominators))
+
+
+def median_of(times: list, *, which: int = 0) -> float:
+    return statistics.median(t[which] if isinstance(t, tuple) else t for t in times)
+
+
+def add_threads_option(parser) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch intra-op threads (default: torch's, the core count); 1 gives steadier CPU-time "
+             "ratios on a shared machine",
+    )
+
+
+def apply_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def table(rows: list[list[Any]], header: list[str], title: str | None = None) -> None:

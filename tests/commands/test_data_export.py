@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ def test_yolo_to_coco_and_back(tmp_path, cli):
 def test_coco_to_yolo_skips_crowd_and_keeps_classes_by_id(tmp_path, cli):
     data = _export(cli, tmp_path / "coco", "detection", "coco", "--split", "train")
     annotations = data["train"]["annotations"]
-    payload = json.loads(open(annotations).read())
+    payload = json.loads(Path(annotations).read_text())
     payload["annotations"][0]["iscrowd"] = 1
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(payload))

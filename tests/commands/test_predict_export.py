@@ -182,3 +182,24 @@ def test_predictions_map_back_through_letterbox_and_resize():
     # a centre crop saw only the middle: what it cut away is 255
     cropped = mask_to_original(torch.ones(40, 40, dtype=torch.long), (-30, -5, 70, 45), 50, 100)
     assert bool((cropped[5:45, 30:70] == 1).all()) and int((cropped == 255).sum()) == 50 * 100 - 40 * 40
+
+
+def test_export_keeps_unbatched_outputs_of_retinanet(tmp_path):
+    """RetinaNet's `anchors` (A, 4) has no batch axis: exported as is, the batched outputs get a dynamic axis."""
+    from trainer.commands.export import ExportWrapper, _batched, _check, export_onnx, run_onnx
+    from trainer.components import load_builtin_components
+    from trainer.models.build import build_model
+
+    load_builtin_components()
+    model = build_model(task="detection", architecture={"backbone": {"name": "resnet18"}, "neck": {"name": "fpn"}},
+                        criteria=["retinanet_loss"], num_classes=3).eval()
+    names = ["cls_logits", "box_regression", "anchors"]
+    wrapper = ExportWrapper(model, mean=torch.zeros(3), std=torch.ones(3), names=names).eval()
+    batched = _batched(wrapper, (SIZE, SIZE))
+    assert batched == [True, True, False]
+    export_onnx(wrapper, torch.rand(1, 3, SIZE, SIZE) * 255, tmp_path / "r.onnx", batched)
+    images = torch.rand(2, 3, SIZE, SIZE) * 255
+    with torch.no_grad():
+        reference = wrapper(images)
+    for name, expected, got in zip(names, reference, run_onnx(tmp_path / "r.onnx", images)):
+        assert _check(name, expected, got) < 1e-3

@@ -92,7 +92,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert result.returncode == 1, result.stdout + result.stderr
     assert "non-finite loss at epoch 2, step 2" in message
     assert "nan_after_loss/ce=nan" in message and "total=nan" in message  # the loss parts
-    assert f"last good checkpoint is kept: {run / 'checkpoints' / 'last.pt'} (epoch 1)" in message
+    assert f"last good checkpoint is kept: {run / 'checkpoints' / 'last.pt'} (after epoch 1)" in message
     assert "Traceback" not in result.stdout + result.stderr
     kept = load_checkpoint(run / "checkpoints" / "last.pt")
     assert kept["epoch"] == 1 and kept["step_in_epoch"] == 0

@@ -52,8 +52,8 @@ def _parse_splits(text: str) -> list[str]:
 
 
 def export_shapes(
-    *, task: str, fmt: str, out: Path, num_images: int = 200, image_size: int = 64, splits: list[str] = ("train", "val"),
-    seed: int = 0,
+    *, task: str, fmt: str, out: Path, num_images: int = 200, image_size: int = 64,
+    splits: list[str] = ("train", "val"), seed: int = 0,
 ) -> dict[str, Any]:
     """Write the data set; returns the recipe `data:` section that loads it."""
     if task not in FORMATS_FOR_TASK:

@@ -67,9 +67,9 @@ def type_name(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(arg) for arg in args)
-    if origin in (list, tuple, typing.List, typing.Tuple):
+    if origin in (list, tuple):
         return f"list[{type_name(args[0])}]" if args else "list"
-    if origin in (dict, typing.Dict):
+    if origin is dict:
         return "mapping"
     if origin is typing.Literal:
         return " | ".join(repr(arg) for arg in args)
@@ -127,7 +127,8 @@ def _recipe_section() -> list[str]:
     for name, kind, _, text in sections:
         if kind != "section":
             continue
-        lines += ["", f"### `{name}`", "", text, "", "| field | type | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += ["", f"### `{name}`", "", text, "", "| field | type | default | meaning |",
+                  "| --- | --- | --- | --- |"]
         for path, type_text, default, help_text in rows:
             if path.startswith(name + ".") and type_text != "section":
                 lines.append(f"| `{path}` | {_cell(type_text)} | `{_cell(default)}` | {_cell(help_text)} |")
@@ -158,9 +159,9 @@ def _options(component: Any, injected: tuple[str, ...]) -> list[str]:
 
 def _components_section() -> list[str]:
     lines = ["## Components", "",
-             "Each named component is `{name: <name>, <option>: value, ...}` (losses: `criterion:`). The options are "
-             "the constructor's keyword arguments, checked against its signature; `trainer list` shows what is "
-             "registered, including components from a recipe's `imports`."]
+             ("Each named component is `{name: <name>, <option>: value, ...}` (losses: `criterion:`). The options "
+              "are the constructor's keyword arguments, checked against its signature; `trainer list` shows what is "
+              "registered, including components from a recipe's `imports`.")]
     for title, registry, where, injected in COMPONENT_KINDS:
         names = [name for name in registry.names() if registry.get(name).__module__.startswith("trainer.")]
         lines += ["", f"### {title}", "", f"Used in {where}.", "", "| name | options | description |",
@@ -172,7 +173,8 @@ def _components_section() -> list[str]:
             if meta.get("tasks"):
                 description += f" Tasks: {', '.join(meta['tasks'])}."
             if meta.get("heads"):
-                description += " Heads: " + "; ".join(f"{task}: {', '.join(h)}" for task, h in meta["heads"].items()) + "."
+                heads = "; ".join(f"{task}: {', '.join(h)}" for task, h in meta["heads"].items())
+                description += f" Heads: {heads}."
             options = ", ".join(_options(component, injected)) or "none"
             lines.append(f"| `{name}` | {options} | {_cell(description.strip())} |")
     return lines

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +98,8 @@ def _check(name: str, reference: torch.Tensor, exported: np.ndarray) -> float:
                            f"{reference.shape} from PyTorch")
     diff = float(np.abs(reference - exported).max()) if reference.size else 0.0
     limit = TOLERANCE * max(1.0, float(np.abs(reference).max()) if reference.size else 1.0)
-    console.print(f"  {name:<16} {str(tuple(reference.shape)):<22} max |difference| {diff:.2e} (limit {limit:.1e})", soft_wrap=True)
+    shape = str(tuple(reference.shape))
+    console.print(f"  {name:<16} {shape:<22} max |difference| {diff:.2e} (limit {limit:.1e})", soft_wrap=True)
     if not diff <= limit:
         raise ExportFailed(f"output {name} differs from PyTorch by {diff:.3g} (limit {limit:.3g})")
     return diff
@@ -169,7 +169,8 @@ def export_command(
     images = torch.randint(0, 256, (2, 3, *size), generator=torch.Generator().manual_seed(1)).float()
     with torch.no_grad():
         reference = wrapper(images)
-    console.print(f"checking {path} against PyTorch on a random batch of 2 ({size[0]}x{size[1]}):", soft_wrap=True, markup=False)
+    console.print(f"checking {path} against PyTorch on a random batch of 2 ({size[0]}x{size[1]}):", soft_wrap=True,
+                  markup=False)
     exported = run_onnx(path, images) if fmt == "onnx" else run_torchscript(path, images)
     worst = max(_check(name, ref, got) for name, ref, got in zip(names, reference, exported))
     metadata = {

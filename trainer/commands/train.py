@@ -9,6 +9,7 @@ import torch
 
 from trainer.data.errors import DataError
 from trainer.data.loaders import worker_error_message
+from trainer.commands.evaluate import load_weights
 from trainer.engine import distributed
 from trainer.engine.checkpoint import load_checkpoint
 from trainer.engine.device import configure_backends, resolve_device, seed_everything
@@ -115,6 +116,8 @@ def train(
                            deterministic=recipe.environment.deterministic)
         seed_everything(recipe.environment.seed)
         session = build_session(loaded, device=torch_device, for_training=True, distributed=is_distributed)
+        if resume is None and recipe.model.checkpoint is not None:
+            load_weights(session.model, Path(recipe.model.checkpoint))  # start (fine-tune) from these weights
         if resume is not None:
             run_dir = Path(resume)
         else:

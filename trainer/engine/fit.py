@@ -218,11 +218,15 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
     log_every = recipe.logging.log_every
     accumulation = training.grad_accum_steps
     single = distributed.world_size() == 1
-    kept = f"{run_dir / 'checkpoints' / 'last.pt'} (epoch {start_epoch})" if resume_from is not None else None
+    last_path = run_dir / "checkpoints" / "last.pt"
+    kept = None  # the last checkpoint written: it holds good weights (checked before writing)
+    if resume_from is not None:
+        kept = f"{last_path} (after epoch {start_epoch})" if skip_steps == 0 else (
+            f"{last_path} (epoch {start_epoch + 1}, step {skip_steps})")
 
     def non_finite(message: str) -> NonFiniteLossError:
         where = f"the last good checkpoint is kept: {kept}" if kept else "no checkpoint had been written yet"
-        return NonFiniteLossError(f"{message}; nothing from this epoch was saved; {where}")
+        return NonFiniteLossError(f"{message}; {where}")
 
     with StopSignal() as stop:
         for epoch in range(start_epoch, training.epochs):
@@ -311,7 +315,7 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
                 if improved:
                     save_checkpoint(state_dict, run_dir / "checkpoints" / "best.pt")
                 csv_log.write(history)
-            kept = f"{run_dir / 'checkpoints' / 'last.pt'} (epoch {epoch + 1})"
+            kept = f"{last_path} (after epoch {epoch + 1})"
             result.epochs_done = epoch + 1
             distributed.barrier()
             patience = training.early_stopping.patience

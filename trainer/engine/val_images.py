@@ -69,7 +69,7 @@ def draw_label(image: torch.Tensor, text: str, *, colour: tuple[int, int, int] =
     size = _font_size(pil.height, pil.width)
     font = ImageFont.truetype(font_path(), size) if font_path() else ImageFont.load_default()
     draw = ImageDraw.Draw(pil)
-    left, top, right, bottom = draw.textbbox((4, 2), text, font=font)
+    _, _, right, bottom = draw.textbbox((4, 2), text, font=font)
     draw.rectangle((0, 0, min(pil.width, right + 4), bottom + 4), fill=(0, 0, 0))
     draw.text((4, 2), text, fill=colour, font=font)
     return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)
@@ -102,7 +102,8 @@ def draw_detections(
     kept_labels = labels.detach().cpu()[keep].tolist()
     kept_scores = scores.detach().cpu()[keep].tolist()
     return draw_boxes(
-        image, boxes.detach().cpu()[keep], labels=[f"{class_names[c]} {s:.2f}" for c, s in zip(kept_labels, kept_scores)],
+        image, boxes.detach().cpu()[keep],
+        labels=[f"{class_names[c]} {s:.2f}" for c, s in zip(kept_labels, kept_scores)],
         colours=[colours[c] for c in kept_labels],
     )
 

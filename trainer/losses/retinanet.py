@@ -16,13 +16,20 @@ Deviations from the reference (deliberate)
   values up to summation order.
 - Losses are computed in fp32 with autocast off (torchvision computes them in the input dtype).
 - ``alpha`` and ``gamma`` are options (torchvision hard-codes the defaults 0.25 and 2).
+- The focal loss is ``anchor_focal_loss``: torchvision's ``sigmoid_focal_loss`` for a one-hot
+  target, summed over classes per anchor, with its gradient written out, so no one-hot target and
+  no (B, A, C) intermediate is built or kept for backward (torchvision's composite keeps about ten).
+  Each element is ``softplus(x) * p**gamma`` (negative) or ``softplus(-x) * (1 - p)**gamma``
+  (positive) times the alpha weight: torchvision's value up to rounding (it forms ``1 - (1 - p)``).
+- On the CPU the matcher and the focal loss run in blocks of images / anchor rows that fit in the
+  cache (a loop of a few blocks, no host sync); on accelerators each is one block.
 
 Kept on purpose (a torchvision quirk, reproduced for equality): a gt that overlaps no anchor (its
 best IoU is 0) makes every anchor with IoU 0 to it a low-quality match to that anchor's argmax gt.
 Out-of-image gts should be dropped by the data pipeline.
 
-Cost: the (B, M, A) IoU matrix (torchvision's ``box_iou`` makes a few of that size while computing).
-No host sync, except inside torchvision's ``generalized_box_iou_loss`` (boolean-mask indexing).
+Cost: the (B, M, A) IoU matrix (one block of images at a time on the CPU) and the (B, A, C) logits'
+gradient. No host sync, except inside torchvision's ``generalized_box_iou_loss`` (boolean-mask indexing).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_iou, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import generalized_box_iou_loss
 
 from trainer.registry import LOSSES
 
@@ -67,6 +74,29 @@ def decode_boxes(*, box_regression: Tensor, anchors: Tensor) -> Tensor:
     return torch.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], dim=-1)
 
 
+CPU_BLOCK_ELEMENTS = 1 << 18  # about 1 MB of fp32 per temporary: blocks stay in a core's L2 cache
+
+
+def _blocks(count: int, per_item: int, device: torch.device) -> list[slice]:
+    """Slices of ``range(count)``: one on accelerators; on the CPU about CPU_BLOCK_ELEMENTS per block."""
+    if device.type != "cpu":
+        return [slice(0, count)]
+    step = max(1, CPU_BLOCK_ELEMENTS // max(1, per_item))
+    return [slice(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _pairwise_iou(boxes: Tensor, anchors: Tensor) -> Tensor:
+    """(..., M, 4) XYXY x (A, 4) XYXY -> (..., M, A): torchvision's ``box_iou``, the same operations
+    on per-coordinate planes (no (M, A, 2) intermediates), so the same values bit for bit."""
+    x1, y1, x2, y2 = (v[..., None] for v in boxes.unbind(-1))
+    ax1, ay1, ax2, ay2 = anchors.unbind(-1)
+    width = (torch.minimum(x2, ax2) - torch.maximum(x1, ax1)).clamp_(min=0)
+    height = (torch.minimum(y2, ay2) - torch.maximum(y1, ay1)).clamp_(min=0)
+    inter = width.mul_(height)
+    union = ((x2 - x1) * (y2 - y1) + (ax2 - ax1) * (ay2 - ay1)).sub_(inter)
+    return inter.div_(union)
+
+
 @torch.no_grad()
 def match_anchors(
     *,
@@ -82,17 +112,67 @@ def match_anchors(
     num_anchors = anchors.shape[0]
     if num_gt == 0:
         return torch.full((batch_size, num_anchors), BACKGROUND, dtype=torch.int64, device=anchors.device)
-    quality = box_iou(gt_boxes.reshape(-1, 4), anchors).view(batch_size, num_gt, num_anchors)
-    quality = quality.masked_fill(~gt_valid[..., None], -1.0)
-
-    best_iou, best_gt = quality.max(dim=1)  # (B, A)
-    matches = best_gt.masked_fill(best_iou < bg_iou_threshold, BACKGROUND)
-    matches = matches.masked_fill((best_iou >= bg_iou_threshold) & (best_iou < fg_iou_threshold), IGNORED)
-    if allow_low_quality_matches:
-        best_per_gt = quality.max(dim=2, keepdim=True).values  # (B, M, 1)
-        tied = ((quality == best_per_gt) & gt_valid[..., None]).any(dim=1)  # (B, A)
-        matches = torch.where(tied, best_gt, matches)
+    matches = torch.empty((batch_size, num_anchors), dtype=torch.int64, device=anchors.device)
+    for block in _blocks(batch_size, num_gt * num_anchors, anchors.device):
+        valid = gt_valid[block]
+        quality = _pairwise_iou(gt_boxes[block], anchors).masked_fill_(~valid[..., None], -1.0)  # (b, M, A)
+        best_iou, best_gt = quality.max(dim=1)  # (b, A)
+        found = best_gt.masked_fill(best_iou < bg_iou_threshold, BACKGROUND)
+        found.masked_fill_((best_iou >= bg_iou_threshold) & (best_iou < fg_iou_threshold), IGNORED)
+        if allow_low_quality_matches:
+            best_per_gt = quality.max(dim=2, keepdim=True).values  # (b, M, 1)
+            tied = ((quality == best_per_gt) & valid[..., None]).any(dim=1)  # (b, A)
+            found = torch.where(tied, best_gt, found)
+        matches[block] = found
     return matches
+
+
+def _focal_elements(logits: Tensor, target: Tensor, *, alpha: float, gamma: float, grad: bool) -> Tensor:
+    """Per-element focal loss (or its derivative when ``grad``) of (R, C) logits for a one-hot
+    target at class ``target`` (R,) (-1: all negative)."""
+    p = torch.sigmoid(logits)
+    w_neg, w_pos = (1.0 - alpha, alpha) if alpha >= 0 else (1.0, 1.0)
+    column = target.clamp(min=0)[:, None]
+    x_y, p_y = logits.gather(1, column), p.gather(1, column)
+    q_y = 1.0 - p_y
+    if grad:  # d/dx softplus(x) p^g = p^g (p + g softplus(x) (1 - p)); d/dx softplus(-x) (1-p)^g
+        elements = F.softplus(logits).mul_(1.0 - p).mul_(gamma).add_(p).mul_(p.pow(gamma)).mul_(w_neg)
+        positive = -w_pos * q_y.pow(gamma) * (q_y + gamma * p_y * F.softplus(-x_y))
+    else:
+        elements = F.softplus(logits).mul_(p.pow_(gamma)).mul_(w_neg)
+        positive = w_pos * F.softplus(-x_y) * q_y.pow(gamma)
+    on = (target >= 0)[:, None]
+    return elements.scatter_(1, column, torch.where(on, positive, elements.gather(1, column)))
+
+
+class _AnchorFocal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, alpha: float, gamma: float) -> Tensor:
+        ctx.save_for_backward(logits, target)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        rows, classes = logits.reshape(-1, logits.shape[-1]), logits.shape[-1]
+        flat_target = target.reshape(-1)
+        out = logits.new_empty(rows.shape[0])
+        for block in _blocks(rows.shape[0], classes, logits.device):
+            out[block] = _focal_elements(rows[block], flat_target[block], alpha=alpha, gamma=gamma, grad=False).sum(1)
+        return out.view(target.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        logits, target = ctx.saved_tensors
+        rows, classes = logits.reshape(-1, logits.shape[-1]), logits.shape[-1]
+        flat_target, flat_grad = target.reshape(-1), grad_out.reshape(-1, 1)
+        grad = torch.empty_like(rows)
+        for block in _blocks(rows.shape[0], classes, logits.device):
+            elements = _focal_elements(rows[block], flat_target[block], alpha=ctx.alpha, gamma=ctx.gamma, grad=True)
+            grad[block] = elements.mul_(flat_grad[block])
+        return grad.view(logits.shape), None, None, None
+
+
+def anchor_focal_loss(logits: Tensor, target: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """(..., C) logits, (...) int64 class of a one-hot target (-1: background) -> (...) the sum over
+    classes of ``torchvision.ops.sigmoid_focal_loss(logits, one_hot(target))``, fp32 logits."""
+    return _AnchorFocal.apply(logits, target, float(alpha), float(gamma))
 
 
 def retinanet_loss(
@@ -114,7 +194,7 @@ def retinanet_loss(
         raise ValueError(f"box_loss must be one of {', '.join(BOX_LOSSES)}; got '{box_loss}'")
     with torch.autocast(device_type=cls_logits.device.type, enabled=False):
         cls_logits, box_regression, anchors = cls_logits.float(), box_regression.float(), anchors.float()
-        batch_size, _, num_classes = cls_logits.shape
+        batch_size = cls_logits.shape[0]
         if gt_boxes.shape[1] == 0:  # one padding row keeps a single code path
             gt_boxes = gt_boxes.new_zeros((batch_size, 1, 4))
             gt_labels = gt_labels.new_full((batch_size, 1), -1)
@@ -131,11 +211,10 @@ def retinanet_loss(
         num_fg = fg.sum(dim=1).clamp(min=1).float()  # (B,)
         matched_gt = matches.clamp(min=0)
 
-        labels = gt_labels.gather(1, matched_gt).clamp(min=0)
-        cls_target = F.one_hot(labels, num_classes).float() * fg[..., None]
-        focal = sigmoid_focal_loss(cls_logits, cls_target, alpha=alpha, gamma=gamma, reduction="none")
-        focal = torch.where((matches != IGNORED)[..., None], focal, 0.0)
-        loss_cls = (focal.sum(dim=(1, 2)) / num_fg).sum() / batch_size
+        labels = torch.where(fg, gt_labels.gather(1, matched_gt), -1)  # -1: background (all-zero target)
+        focal = anchor_focal_loss(cls_logits, labels, alpha=alpha, gamma=gamma)  # (B, A)
+        focal = torch.where(matches != IGNORED, focal, 0.0)
+        loss_cls = (focal.sum(dim=1) / num_fg).sum() / batch_size
 
         # background anchors get their own anchor as target: finite values, masked out below
         anchors_b = anchors.expand(batch_size, -1, -1)

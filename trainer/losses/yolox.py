@@ -50,20 +50,25 @@ def decode_yolox_boxes(*, box_preds: Tensor, grid_xy: Tensor, strides: Tensor) -
     return torch.cat([centre, size], dim=-1)
 
 
-def _corners(boxes: Tensor) -> tuple[Tensor, Tensor]:
-    return boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2
+def _sides(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """left, top, right, bottom and area of (..., 4) cx cy w h boxes, each (...)."""
+    centre_x, centre_y, width, height = boxes.unbind(-1)
+    half_w, half_h = width / 2, height / 2
+    return centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h, width * height
 
 
 def box_iou_cxcywh(boxes_a: Tensor, boxes_b: Tensor, *, eps: float = 0.0) -> Tensor:
-    """Element-wise IoU of broadcastable (..., 4) cx cy w h boxes, as YOLOX computes it."""
-    top_left_a, bottom_right_a = _corners(boxes_a)
-    top_left_b, bottom_right_b = _corners(boxes_b)
-    top_left = torch.maximum(top_left_a, top_left_b)
-    bottom_right = torch.minimum(bottom_right_a, bottom_right_b)
-    overlap = (top_left < bottom_right).all(dim=-1)
-    inter = (bottom_right - top_left).prod(dim=-1) * overlap
-    area_a = boxes_a[..., 2] * boxes_a[..., 3]
-    area_b = boxes_b[..., 2] * boxes_b[..., 3]
+    """Element-wise IoU of broadcastable (..., 4) cx cy w h boxes, as YOLOX computes it.
+
+    Same operations as the reference (corners, max / min, overlap test, w * h), on per-coordinate
+    planes so that broadcast pairs stay contiguous along the last dimension.
+    """
+    left_a, top_a, right_a, bottom_a, area_a = _sides(boxes_a)
+    left_b, top_b, right_b, bottom_b, area_b = _sides(boxes_b)
+    left, top = torch.maximum(left_a, left_b), torch.maximum(top_a, top_b)
+    right, bottom = torch.minimum(right_a, right_b), torch.minimum(bottom_a, bottom_b)
+    overlap = (left < right) & (top < bottom)
+    inter = (right - left) * (bottom - top) * overlap
     return inter / (area_a + area_b - inter + eps)
 
 
@@ -74,9 +79,13 @@ def _centre_candidates(
     anchor_centre = (grid_xy + 0.5) * strides[:, None]  # (A, 2)
     reach = strides * center_radius  # (A,)
     gt_x, gt_y = gt_boxes[..., 0:1], gt_boxes[..., 1:2]  # (B, M, 1)
-    inside_x = torch.minimum(anchor_centre[:, 0] - (gt_x - reach), (gt_x + reach) - anchor_centre[:, 0])
-    inside_y = torch.minimum(anchor_centre[:, 1] - (gt_y - reach), (gt_y + reach) - anchor_centre[:, 1])
-    return (torch.minimum(inside_x, inside_y) > 0.0) & gt_valid[..., None]
+    # the reference's min(a - (g - r), (g + r) - a, ...) > 0, as comparisons: a float difference is
+    # positive exactly when a > b, so the mask is the same bit for bit, with fewer float passes
+    inside = (gt_x - reach) < anchor_centre[:, 0]
+    inside &= (gt_x + reach) > anchor_centre[:, 0]
+    inside &= (gt_y - reach) < anchor_centre[:, 1]
+    inside &= (gt_y + reach) > anchor_centre[:, 1]
+    return inside & gt_valid[..., None]
 
 
 def _candidate_index(candidate: Tensor) -> Tensor | None:
@@ -86,7 +95,7 @@ def _candidate_index(candidate: Tensor) -> Tensor | None:
     host read costs nothing and the (B, M, K) / (B, K, C) work then shrinks with K (K is a few
     hundred where A is thousands); on accelerators K = A (no host sync, no gather).
     """
-    batch_size, num_anchors = candidate.shape
+    num_anchors = candidate.shape[1]
     if candidate.device.type != "cpu":
         return None
     k = max(1, int(candidate.sum(dim=1).max()))
@@ -158,7 +167,8 @@ def _simota_compact(
 
     # an anchor claimed by several gts goes to the gt of lowest cost (over all gts of the image)
     num_claims = matching.sum(dim=1)  # (B, K)
-    matched_gt = torch.where(num_claims > 1, cost.argmin(dim=1), matching.to(torch.uint8).argmax(dim=1))
+    # min / max with dim give the first index of the extreme, as argmin / argmax, and are faster on the CPU
+    matched_gt = torch.where(num_claims > 1, cost.min(dim=1).indices, matching.to(torch.uint8).max(dim=1).indices)
     matched_iou = ious.gather(1, matched_gt[:, None, :]).squeeze(1)
     return index, num_claims > 0, matched_gt, matched_iou
 

@@ -8,9 +8,10 @@ segmentation pidnet_s; small batches, see bench_common.TASK_RECIPES):
   `train_step(StepState)`, the device-side sums of the loss parts, one host read every
   `logging.log_every` steps.
 - plain: a deep copy of the same model taken before any step (same init), a torch optimizer of the
-  same name and options, cosine LR, EMA by `torch._foreach_lerp_` when the recipe has EMA,
-  normalise, forward, the criterion called directly (F.cross_entropy for classification), backward,
-  step. No loss module, no StepState, no part sums.
+  same name and options (one parameter group), the recipe's LR schedule, EMA by
+  `torch._foreach_lerp_` when the recipe has EMA; per batch: normalise, forward, the criterion
+  called directly (F.cross_entropy for classification), backward, step. No loss module, no
+  StepState, no part sums.
 
 Two measurements, each alternating one trainer step and one plain step in this process (so both
 see the same machine load), reported as the median over step pairs of the img/s ratio:
@@ -101,7 +102,8 @@ class PlainLoop:
         if "betas" in options:
             options["betas"] = tuple(options["betas"])
         self.optimizer = factory(self.model.parameters(), **options)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=10_000)
+        # the recipe's LR schedule (warmup included), so both models see the same learning rates
+        self.scheduler = _build_scheduler(session, self.optimizer, 10_000)
         self.grad_clip = training.grad_clip
         self.ema = None
         if training.ema.enabled:

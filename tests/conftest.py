@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the suite runs 2 workers on 2 cores; subprocesses inherit this
+
+import torch  # noqa: E402
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
 
 
 def tiny_classification_recipe(**sections) -> dict:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -222,6 +222,11 @@ def eval_other_model(tmp: Path) -> list:
     return ["eval", run, "--checkpoint", other_model_checkpoint(tmp / "other.pt")]
 
 
+def fine_tune_from_another_model(tmp: Path) -> list:
+    other = other_model_checkpoint(tmp / "other.pt")
+    return ["train", write_yaml(tmp / "recipe.yaml", recipe(**{"model.checkpoint": str(other)}))]
+
+
 def eval_corrupt_checkpoint(tmp: Path) -> list:
     run = fake_run(tmp, recipe())
     (run / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
@@ -334,9 +339,8 @@ CASES = [
     Case("mask-class-id-out-of-range", check_recipe(lambda tmp: mask_folder_recipe(tmp, np.full((32, 32), 7))),
          ("{tmp}/seg/masks/", "class id(s) [7]", "0..1")),
     # checkpoints, run directories, outputs
-    Case("checkpoint-of-another-model", eval_other_model, ("{tmp}/other.pt", "does not fit this model"),
-         marks=[pytest.mark.xfail(strict=True, reason="trainer/commands/evaluate.py load_weights: load_state_dict "
-                                  "raises RuntimeError on a size mismatch even with strict=False -> exit 1")]),
+    Case("checkpoint-of-another-model", eval_other_model, ("{tmp}/other.pt", "does not fit this model")),
+    Case("fine-tune-from-another-model", fine_tune_from_another_model, ("{tmp}/other.pt", "does not fit this model")),
     Case("corrupt-checkpoint", eval_corrupt_checkpoint, ("cannot read checkpoint", "{tmp}/runs/run/checkpoints")),
     Case("eval-of-a-directory-that-is-no-run", eval_not_a_run, ("{tmp}/somewhere", "not a run directory")),
     Case("resume-with-another-recipe", resume_other_recipe,

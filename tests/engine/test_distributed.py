@@ -58,7 +58,7 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path, write_r
     command = [sys.executable, "-m", "trainer", "train", str(two_recipe), "--nproc", "2",
                "--output-dir", str(tmp_path / "runs"), "--name", "two"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["one", "two"]  # one run dir, from rank 0
     two = tmp_path / "runs" / "two"

@@ -167,7 +167,7 @@ def test_recipe_with_the_fast_path_switched_on_trains(tmp_path, write_recipe):
     )
     recipe["logging"]["log_every"] = 2
     run = train(recipes=[str(write_recipe(recipe))], overrides=[], output_dir=str(tmp_path), name="fast")
-    (row,) = list(csv.DictReader(open(run / "metrics.csv")))
+    (row,) = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert math.isfinite(float(row["train/total"])) and 0.0 <= float(row["val/top1"]) <= 1.0
     checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
     assert checkpoint["global_step"] == 2  # 6 micro-batches in groups of 4: one full group, one short

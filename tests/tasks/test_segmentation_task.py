@@ -214,3 +214,24 @@ def test_boundary_target_in_the_loss_aligns_with_augmented_label_edges(monkeypat
     # a target that missed the flip (computed before it, or in a separate random pass) is misaligned
     misaligned = boundary_target(labels.flip(-1)) > 0
     assert (~misaligned[changes]).float().mean() > 0.3
+
+
+def test_random_scale_moves_the_mask_with_the_image():
+    transform, _ = build_transforms([{"name": "random_scale", "scale": [0.5, 2.0]}], task="segmentation")
+    mask = torch.zeros(20, 30, dtype=torch.int64)
+    mask[5:15, 10:20] = 2
+    mask[0, 0] = 255
+    image = tv_tensors.Image((mask[None].repeat(3, 1, 1) * 100).clamp(max=255).to(torch.uint8))
+    sizes = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        out = transform({"image": image, "mask": tv_tensors.Mask(mask), "image_id": 0})
+        height, width = out["mask"].shape
+        sizes.add((height, width))
+        assert out["image"].shape[-2:] == (height, width) and 10 <= height <= 40 and abs(width / height - 1.5) < 0.1
+        assert set(out["mask"].unique().tolist()) <= {0, 2, 255}  # nearest: no invented ids
+        inside = out["mask"] == 2
+        assert (out["image"][0][inside] > 50).float().mean() > 0.95  # the shape stays under its mask (edges blend)
+    assert len(sizes) > 1
+    with pytest.raises(DataError, match="0 < low <= high"):
+        build_transforms([{"name": "random_scale", "scale": [2.0, 1.0]}], task="segmentation")

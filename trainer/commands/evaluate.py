@@ -18,13 +18,17 @@ from trainer.recipe import LoadedRecipe, RecipeError, RecipeIssue, load_recipe
 def load_weights(model: nn.Module, checkpoint_path: Path) -> None:
     checkpoint = load_checkpoint(checkpoint_path)
     state = model_state(checkpoint) if "model" in checkpoint else checkpoint
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [key for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
+    if missing or unexpected or mismatched:
         raise CheckpointError(
-            f"checkpoint {checkpoint_path} does not fit this model: {len(result.missing_keys)} missing keys "
-            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected keys "
-            f"(e.g. {result.unexpected_keys[:3]})"
+            f"checkpoint {checkpoint_path} does not fit this model: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), "
+            f"{len(mismatched)} keys of another shape (e.g. {mismatched[:3]})"
         )
+    model.load_state_dict(state)
 
 
 def resolve_target(target: str, overrides: list[str], checkpoint: str | None) -> tuple[LoadedRecipe, Path | None]:

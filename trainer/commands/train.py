@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from trainer.commands.evaluate import load_weights
 from trainer.data.errors import DataError
 from trainer.data.loaders import worker_error_message
-from trainer.commands.evaluate import load_weights
 from trainer.engine import distributed
 from trainer.engine.checkpoint import load_checkpoint
 from trainer.engine.device import configure_backends, resolve_device, seed_everything

@@ -20,13 +20,13 @@ def resolve_device(name: str) -> torch.device:
     index is also this process's GPU, so that every rank gets its own."""
     if name == "auto":
         if torch.cuda.is_available():
-            local_rank = int(os.environ.get("LOCAL_RANK", 0))
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
             return torch.device("cuda", local_rank)
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device '{name}' was asked for, but CUDA is not available on this machine")
     if name == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)
 
 

@@ -10,6 +10,7 @@ criterion's constructor accepts and the recipe entry leaves out; an option the e
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ def forward_arguments(criterion: nn.Module) -> dict[str, bool]:
     }
 
 
-def build_loss_entries(losses: list[dict[str, Any]], *, defaults: dict[str, Any] | None = None) -> list[LossEntry]:
+def build_loss_entries(losses: list[dict[str, Any]], *, defaults: Mapping[str, Any] | None = None) -> list[LossEntry]:
     entries: list[LossEntry] = []
     taken: set[str] = set()
     for spec in losses:
@@ -128,5 +129,5 @@ class LossModule(nn.Module):
         return total, parts
 
 
-def build_loss_module(losses: list[dict[str, Any]], *, defaults: dict[str, Any] | None = None) -> LossModule:
+def build_loss_module(losses: list[dict[str, Any]], *, defaults: Mapping[str, Any] | None = None) -> LossModule:
     return LossModule(build_loss_entries(losses, defaults=defaults))

@@ -11,7 +11,9 @@ the official configs). With ``ohem=False`` both OHEM terms become the official `
 OHEM over the whole batch at once, as the official code: among valid pixels, sort by the
 probability of the true class; threshold = max(ohem_threshold, p at index min(min_kept,
 n_valid - 1)); keep pixels with p strictly below; mean of their (class-weighted) CE. Done with a
-``topk`` over the batch (invalid pixels pushed to +inf), no host sync, no per-image loop.
+``kthvalue`` over the batch (invalid pixels pushed to +inf; the largest valid p when there are no
+more than min_kept valid pixels), no host sync, no per-image loop, no full sort. The main branch's
+log-softmax is computed once and shared by the semantic and the boundary-aware terms.
 
 The edge target is ``boundary_target(labels)`` (see ``boundary_target.py``): computed here, on
 the device, from the augmented labels, so it is always aligned with them.
@@ -42,18 +44,36 @@ from trainer.losses.boundary_target import boundary_target
 from trainer.registry import LOSSES
 
 
+def _log_prob(logits: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits.float(), dim=1)
+
+
 def _pixel_nll(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_weights: torch.Tensor | None
+    log_prob: torch.Tensor, labels: torch.Tensor, ignore_index: int, class_weights: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel (class-weighted CE, true-class probability, valid mask), each (B, H, W)."""
     valid = labels != ignore_index
     target = torch.where(valid, labels, 0)
-    log_prob = F.log_softmax(logits.float(), dim=1)
     nll = -log_prob.gather(1, target[:, None])[:, 0]
     prob = torch.exp(-nll.detach())
     if class_weights is not None:
         nll = nll * class_weights.to(nll.device)[target]
     return torch.where(valid, nll, 0.0), prob, valid
+
+
+def _cross_entropy(
+    log_prob: torch.Tensor, labels: torch.Tensor, *, ignore_index: int, class_weights: torch.Tensor | None,
+    mean_over_valid: bool,
+) -> torch.Tensor:
+    nll, _, valid = _pixel_nll(log_prob, labels, ignore_index, class_weights)
+    if not mean_over_valid:
+        return nll.sum() / max(labels.numel(), 1)
+    if class_weights is None:
+        denom = valid.sum()
+    else:
+        target = torch.where(valid, labels, 0)
+        denom = (class_weights.to(nll.device)[target] * valid).sum()
+    return nll.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
 
 
 def cross_entropy_2d(
@@ -66,15 +86,32 @@ def cross_entropy_2d(
 ) -> torch.Tensor:
     """CE with ignore: weighted mean over valid pixels (``F.cross_entropy``), or, with
     ``mean_over_valid=False``, sum over valid pixels / all pixels (the official aux quirk)."""
-    nll, _, valid = _pixel_nll(logits, labels, ignore_index, class_weights)
-    if not mean_over_valid:
-        return nll.sum() / max(labels.numel(), 1)
-    if class_weights is None:
-        denom = valid.sum()
-    else:
-        target = torch.where(valid, labels, 0)
-        denom = (class_weights.to(nll.device)[target] * valid).sum()
-    return nll.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return _cross_entropy(
+        _log_prob(logits), labels, ignore_index=ignore_index, class_weights=class_weights,
+        mean_over_valid=mean_over_valid,
+    )
+
+
+def _ohem(
+    log_prob: torch.Tensor, labels: torch.Tensor, *, ignore_index: int, threshold: float, min_kept: int,
+    class_weights: torch.Tensor | None,
+) -> torch.Tensor:
+    nll, prob, valid = _pixel_nll(log_prob, labels, ignore_index, class_weights)
+    min_kept = max(1, min_kept)  # as the official constructor
+    flat = torch.where(valid, prob, torch.inf).flatten()
+    num_valid = valid.sum()
+    # the official sorted_valid[min(min_kept, n_valid - 1)]: the (min_kept + 1)-th smallest when
+    # there are more valid pixels than min_kept, else the largest valid one (-inf when none: keeps none)
+    k = min(min_kept + 1, flat.numel())
+    kth = torch.where(
+        num_valid - 1 >= min_kept,
+        torch.kthvalue(flat, k).values,
+        torch.where(valid.flatten(), flat, -torch.inf).amax(),
+    )
+    cut = torch.clamp(kth, min=threshold)
+    keep = valid & (prob < cut)
+    kept = keep.sum()
+    return torch.where(keep, nll, 0.0).sum() / torch.clamp(kept, min=1)
 
 
 def ohem_cross_entropy(
@@ -87,17 +124,10 @@ def ohem_cross_entropy(
     class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Official OHEM cross-entropy over the whole batch (see the module docstring)."""
-    nll, prob, valid = _pixel_nll(logits, labels, ignore_index, class_weights)
-    min_kept = max(1, min_kept)  # as the official constructor
-    flat = torch.where(valid, prob, torch.inf).flatten()
-    k = min(min_kept + 1, flat.numel())
-    smallest = torch.topk(flat, k, largest=False, sorted=True).values
-    index = torch.clamp(torch.clamp(valid.sum() - 1, max=min_kept), min=0, max=k - 1)
-    kth = smallest.gather(0, index.reshape(1))[0]
-    cut = torch.clamp(kth, min=threshold)  # +inf when nothing is valid: then nothing is kept
-    keep = valid & (prob < cut)
-    kept = keep.sum()
-    return torch.where(keep, nll, 0.0).sum() / torch.clamp(kept, min=1)
+    return _ohem(
+        _log_prob(logits), labels, ignore_index=ignore_index, threshold=threshold, min_kept=min_kept,
+        class_weights=class_weights,
+    )
 
 
 def weighted_bce(boundary_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -139,17 +169,21 @@ def pidnet_loss(
 
     logits_p, logits, boundary_logits = upsample(logits_p), upsample(logits), upsample(boundary_logits)
 
+    main_log_prob = _log_prob(logits)  # shared by the semantic and the boundary-aware terms
+
     def main_loss(target: torch.Tensor) -> torch.Tensor:
         if ohem:
-            return ohem_cross_entropy(
-                logits,
+            return _ohem(
+                main_log_prob,
                 target,
                 ignore_index=ignore_index,
                 threshold=ohem_threshold,
                 min_kept=min_kept,
                 class_weights=class_weights,
             )
-        return cross_entropy_2d(logits, target, ignore_index=ignore_index, class_weights=class_weights)
+        return _cross_entropy(
+            main_log_prob, target, ignore_index=ignore_index, class_weights=class_weights, mean_over_valid=True
+        )
 
     aux = cross_entropy_2d(
         logits_p,

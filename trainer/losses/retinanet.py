@@ -85,11 +85,11 @@ def _blocks(count: int, per_item: int, device: torch.device) -> list[slice]:
     return [slice(start, min(start + step, count)) for start in range(0, count, step)]
 
 
-def _pairwise_iou(boxes: Tensor, anchors: Tensor) -> Tensor:
-    """(..., M, 4) XYXY x (A, 4) XYXY -> (..., M, A): torchvision's ``box_iou``, the same operations
-    on per-coordinate planes (no (M, A, 2) intermediates), so the same values bit for bit."""
+def _pairwise_iou(boxes: Tensor, anchor_planes: Tensor) -> Tensor:
+    """(..., M, 4) XYXY x (4, A) anchor coordinate planes -> (..., M, A): torchvision's ``box_iou``,
+    the same operations on contiguous per-coordinate planes, so the same values bit for bit."""
     x1, y1, x2, y2 = (v[..., None] for v in boxes.unbind(-1))
-    ax1, ay1, ax2, ay2 = anchors.unbind(-1)
+    ax1, ay1, ax2, ay2 = anchor_planes.unbind(0)
     width = (torch.minimum(x2, ax2) - torch.maximum(x1, ax1)).clamp_(min=0)
     height = (torch.minimum(y2, ay2) - torch.maximum(y1, ay1)).clamp_(min=0)
     inter = width.mul_(height)
@@ -112,66 +112,79 @@ def match_anchors(
     num_anchors = anchors.shape[0]
     if num_gt == 0:
         return torch.full((batch_size, num_anchors), BACKGROUND, dtype=torch.int64, device=anchors.device)
+    anchor_planes = anchors.t().contiguous()
     matches = torch.empty((batch_size, num_anchors), dtype=torch.int64, device=anchors.device)
     for block in _blocks(batch_size, num_gt * num_anchors, anchors.device):
-        valid = gt_valid[block]
-        quality = _pairwise_iou(gt_boxes[block], anchors).masked_fill_(~valid[..., None], -1.0)  # (b, M, A)
+        valid = gt_valid[block][..., None]  # (b, M, 1)
+        keep = valid.to(anchors.dtype)
+        # padding rows -> IoU -1 exactly (iou * 1 - 0 or iou * 0 - 1), so they never win
+        quality = _pairwise_iou(gt_boxes[block], anchor_planes).mul_(keep).sub_(1.0 - keep)  # (b, M, A)
         best_iou, best_gt = quality.max(dim=1)  # (b, A)
         found = best_gt.masked_fill(best_iou < bg_iou_threshold, BACKGROUND)
         found.masked_fill_((best_iou >= bg_iou_threshold) & (best_iou < fg_iou_threshold), IGNORED)
         if allow_low_quality_matches:
-            best_per_gt = quality.max(dim=2, keepdim=True).values  # (b, M, 1)
-            tied = ((quality == best_per_gt) & valid[..., None]).any(dim=1)  # (b, A)
+            # an anchor tied at some valid gt's best IoU: max over gts of (IoU - that gt's best) == 0
+            # (a float difference is 0 exactly when the values are equal); padding rows get best 2
+            best_per_gt = quality.amax(dim=2, keepdim=True).masked_fill_(~valid, 2.0)  # (b, M, 1)
+            tied = quality.sub_(best_per_gt).amax(dim=1) == 0  # (b, A)
             found = torch.where(tied, best_gt, found)
         matches[block] = found
     return matches
 
 
-def _focal_elements(logits: Tensor, target: Tensor, *, alpha: float, gamma: float, grad: bool) -> Tensor:
-    """Per-element focal loss (or its derivative when ``grad``) of (R, C) logits for a one-hot
-    target at class ``target`` (R,) (-1: all negative)."""
-    p = torch.sigmoid(logits)
+def _focal_block(
+    logits: Tensor, target: Tensor, *, alpha: float, gamma: float, grad_rows: Tensor | None = None
+) -> Tensor:
+    """Focal loss of (R, C) logits for a one-hot target at class ``target`` (R,) (-1: none):
+    the per-row sum (R,), or, given ``grad_rows`` (R, 1), the gradient (R, C) of sum(rows * grad)."""
     w_neg, w_pos = (1.0 - alpha, alpha) if alpha >= 0 else (1.0, 1.0)
     column = target.clamp(min=0)[:, None]
-    x_y, p_y = logits.gather(1, column), p.gather(1, column)
-    q_y = 1.0 - p_y
-    if grad:  # d/dx softplus(x) p^g = p^g (p + g softplus(x) (1 - p)); d/dx softplus(-x) (1-p)^g
-        elements = F.softplus(logits).mul_(1.0 - p).mul_(gamma).add_(p).mul_(p.pow(gamma)).mul_(w_neg)
-        positive = -w_pos * q_y.pow(gamma) * (q_y + gamma * p_y * F.softplus(-x_y))
-    else:
-        elements = F.softplus(logits).mul_(p.pow_(gamma)).mul_(w_neg)
-        positive = w_pos * F.softplus(-x_y) * q_y.pow(gamma)
     on = (target >= 0)[:, None]
-    return elements.scatter_(1, column, torch.where(on, positive, elements.gather(1, column)))
+    x_y = logits.gather(1, column)
+    p_y = torch.sigmoid(x_y)
+    q_y = 1.0 - p_y
+    p = torch.sigmoid(logits)
+    if grad_rows is None:  # negative: softplus(x) p^g; positive: softplus(-x) (1 - p)^g; times the alpha weight
+        negatives = F.softplus(logits).mul_(p.pow_(gamma)).sum(dim=1, keepdim=True)
+        neg_y = F.softplus(x_y) * p_y.pow(gamma)
+        pos_y = F.softplus(-x_y) * q_y.pow(gamma)
+        return (w_neg * negatives + torch.where(on, w_pos * pos_y - w_neg * neg_y, 0.0))[:, 0]
+    # d/dx softplus(x) p^g = p^g (p + g softplus(x) (1 - p)); d/dx softplus(-x) (1 - p)^g =
+    # -(1 - p)^g ((1 - p) + g p softplus(-x))
+    grad = torch.addcmul(p, F.softplus(logits), 1.0 - p, value=gamma).mul_(p.pow_(gamma)).mul_(w_neg * grad_rows)
+    pos_grad = -w_pos * q_y.pow(gamma) * (q_y + gamma * p_y * F.softplus(-x_y)) * grad_rows
+    return grad.scatter_(1, column, torch.where(on, pos_grad, grad.gather(1, column)))
 
 
 class _AnchorFocal(torch.autograd.Function):
+    """Forward and gradient block by block, from the logits alone: nothing (B, A, C) is kept."""
+
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, alpha: float, gamma: float) -> Tensor:
         ctx.save_for_backward(logits, target)
         ctx.alpha, ctx.gamma = alpha, gamma
-        rows, classes = logits.reshape(-1, logits.shape[-1]), logits.shape[-1]
-        flat_target = target.reshape(-1)
+        rows, flat_target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
         out = logits.new_empty(rows.shape[0])
-        for block in _blocks(rows.shape[0], classes, logits.device):
-            out[block] = _focal_elements(rows[block], flat_target[block], alpha=alpha, gamma=gamma, grad=False).sum(1)
+        for block in _blocks(rows.shape[0], rows.shape[1], logits.device):
+            out[block] = _focal_block(rows[block], flat_target[block], alpha=alpha, gamma=gamma)
         return out.view(target.shape)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         logits, target = ctx.saved_tensors
-        rows, classes = logits.reshape(-1, logits.shape[-1]), logits.shape[-1]
-        flat_target, flat_grad = target.reshape(-1), grad_out.reshape(-1, 1)
+        rows, flat_target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
+        flat_grad = grad_out.reshape(-1, 1)
         grad = torch.empty_like(rows)
-        for block in _blocks(rows.shape[0], classes, logits.device):
-            elements = _focal_elements(rows[block], flat_target[block], alpha=ctx.alpha, gamma=ctx.gamma, grad=True)
-            grad[block] = elements.mul_(flat_grad[block])
+        for block in _blocks(rows.shape[0], rows.shape[1], logits.device):
+            grad[block] = _focal_block(
+                rows[block], flat_target[block], alpha=ctx.alpha, gamma=ctx.gamma, grad_rows=flat_grad[block]
+            )
         return grad.view(logits.shape), None, None, None
 
 
 def anchor_focal_loss(logits: Tensor, target: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """(..., C) logits, (...) int64 class of a one-hot target (-1: background) -> (...) the sum over
-    classes of ``torchvision.ops.sigmoid_focal_loss(logits, one_hot(target))``, fp32 logits."""
+    """(..., C) fp32 logits, (...) int64 class of a one-hot target (-1: background) -> (...) the sum
+    over classes of ``torchvision.ops.sigmoid_focal_loss(logits, one_hot(target), alpha, gamma)``."""
     return _AnchorFocal.apply(logits, target, float(alpha), float(gamma))
 
 

@@ -13,7 +13,10 @@ per-class IoU and a pixel confusion matrix.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +70,8 @@ class SegmentationTask:
     default_best_metric = "mIoU"
     batch_fields = ("images", "labels")
     ignore_index = IGNORE_INDEX
-    loss_defaults = {"ignore_index": IGNORE_INDEX}  # filled into loss entries that leave them out
+    # filled into the loss entries that accept these options and leave them out (losses/module.py)
+    loss_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({"ignore_index": IGNORE_INDEX})
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         images = [_plain(sample["image"]) for sample in samples]
@@ -127,6 +131,6 @@ class SegmentationTask:
         table.add_column("IoU", justify="right")
         table.add_column("gt pixels", justify="right")
         for index, (name, value) in enumerate(values.items()):
-            shown = "-" if value != value else f"{value:.4f}"  # NaN: in neither gt nor predictions
+            shown = "-" if math.isnan(value) else f"{value:.4f}"  # NaN: in neither gt nor predictions
             table.add_row(name, shown, f"{int(gt_pixels[index]) / total:.1%}")
         return table

@@ -76,15 +76,20 @@ def timed(function: Callable[[], Any]) -> tuple[float, float]:
 
 
 def alternate(
-    a: Callable[[], Any], b: Callable[[], Any], *, rounds: int, warmup: int = 1
+    a: Callable[[], Any], b: Callable[[], Any], *, rounds: int, warmup: int = 1,
+    before: Callable[[], Any] | None = None,
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(wall, cpu) seconds of a and of b per round, run alternately (a b, b a, ...) after `warmup`
-    untimed rounds."""
+    untimed rounds; `before` (untimed) runs at the start of every round."""
     for _ in range(warmup):
+        if before is not None:
+            before()
         a()
         b()
     times_a, times_b = [], []
     for index in range(rounds):
+        if before is not None:
+            before()
         if index % 2 == 0:
             times_a.append(timed(a))
             times_b.append(timed(b))

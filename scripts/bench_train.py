@@ -14,7 +14,8 @@ segmentation pidnet_s; small batches, see bench_common.TASK_RECIPES):
   StepState, no part sums.
 
 Two measurements, each alternating one trainer step and one plain step in this process (so both
-see the same machine load), reported as the median over step pairs of the img/s ratio:
+see the same machine load), reported as the median over step pairs of the img/s ratio. Before each
+pair the plain model gets the trainer model's current weights (untimed), so both do the same work:
 1. prefetched: the same loader batches, fetched once, batch i fed to both (pure step cost);
 2. with loader: each step also waits for the next batch of its own loader: the trainer's train
    loader vs a plain DataLoader over the same data set and transforms (same worker count, same
@@ -199,11 +200,17 @@ def bench_task(task: str, path, overrides: list[str], pairs: int) -> list[list]:
     batch_size = session.recipe.training.batch_size
     rows = []
 
+    def same_weights() -> None:
+        """Both models start each step pair from the same weights (untimed), so they do the same work
+        (the activations, and the loss's data-dependent parts, follow the weights)."""
+        plain_loop.model.load_state_dict(trainer_loop.state.model.state_dict())
+
     # 1. prefetched: the same CPU batches, batch i fed to the trainer step then to the plain step
     batches = list(itertools.islice(endless(session.train_loader, True), pairs + WARMUP))
     feed_t, feed_p = iter(batches), iter(batches)
     t_trainer, t_plain = bc.alternate(
-        lambda: trainer_loop.run([next(feed_t)]), lambda: plain_loop.run([next(feed_p)]), rounds=pairs, warmup=WARMUP
+        lambda: trainer_loop.run([next(feed_t)]), lambda: plain_loop.run([next(feed_p)]), rounds=pairs, warmup=WARMUP,
+        before=same_weights,
     )
     rows.append(_row(task, "prefetched", batch_size, t_trainer, t_plain))
 
@@ -212,7 +219,7 @@ def bench_task(task: str, path, overrides: list[str], pairs: int) -> list[list]:
     plain_stream = endless(plain_loader(session), False)
     t_trainer, t_plain = bc.alternate(
         lambda: trainer_loop.run([next(trainer_stream)]), lambda: plain_loop.run([next(plain_stream)]),
-        rounds=pairs, warmup=WARMUP + 1,
+        rounds=pairs, warmup=WARMUP + 1, before=same_weights,
     )
     workers = session.recipe.environment.num_workers
     rows.append(_row(task, f"with loader ({workers} workers)", batch_size, t_trainer, t_plain, cpu=False))

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 TASK_RECIPES: dict[str, dict[str, Any]] = {
     "classification": {
         "recipe": "recipes/classification/resnet18_shapes.yaml",
-        "overrides": ["training.batch_size=16", "data.train.num_images=512", "data.val.num_images=256"],
+        "overrides": ["training.batch_size=16", "data.train.num_images=512", "data.val.num_images=128"],
     },
     "detection": {
         "recipe": "recipes/detection/yolox_nano_shapes.yaml",

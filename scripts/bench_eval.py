@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import statistics
 import time
 
 import bench_common as bc
@@ -34,8 +33,10 @@ def bench_evaluate(task: str, path, overrides: list[str], rounds: int) -> list:
     model = session.model
     images = len(session.val_set)
 
+    metrics: dict[str, float] = {}
+
     def full() -> None:
-        evaluate(model=model, session=session, amp_dtype=None)
+        metrics.update(evaluate(model=model, session=session, amp_dtype=None)[0])
 
     @torch.no_grad()
     def forward_only() -> None:
@@ -44,9 +45,8 @@ def bench_evaluate(task: str, path, overrides: list[str], rounds: int) -> list:
             model(session.prepare_batch(batch)["images"])
 
     t_eval, t_forward = bc.alternate(full, forward_only, rounds=rounds)
-    metrics = evaluate(model=model, session=session, amp_dtype=None)[0]
-    per_1000 = 1000 * statistics.median(t_eval) / images
-    return [task, images, per_1000, 1000 * statistics.median(t_forward) / images,
+    per_1000 = 1000 * bc.median_of(t_eval) / images
+    return [task, images, per_1000, 1000 * bc.median_of(t_forward) / images,
             bc.median_ratio(t_eval, t_forward), ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())]
 
 
@@ -142,16 +142,16 @@ def bench_map(rounds: int, images: int = 500, dets: int = 20, classes: int = 20)
     t_ours, t_direct = bc.alternate(
         lambda: trainer_coco(gts, results, classes), lambda: run_cocoeval(gt, coco_results), rounds=rounds
     )
-    rows = [["CocoEvaluator (tensors -> COCOeval)", 1000 * statistics.median(t_ours),
+    rows = [["CocoEvaluator (tensors -> COCOeval)", 1000 * bc.median_of(t_ours),
              bc.median_ratio(t_ours, t_direct), f"{ours[0]:.4f}"],
-            ["pycocotools COCOeval (ready dicts)", 1000 * statistics.median(t_direct), 1.0, f"{direct[0]:.4f}"]]
+            ["pycocotools COCOeval (ready dicts)", 1000 * bc.median_of(t_direct), 1.0, f"{direct[0]:.4f}"]]
     try:
         fast = run_cocoeval(gt, coco_results, "faster_coco_eval")
         t_fast, t_direct2 = bc.alternate(
             lambda: run_cocoeval(gt, coco_results, "faster_coco_eval"), lambda: run_cocoeval(gt, coco_results),
             rounds=rounds,
         )
-        rows.append(["faster-coco-eval (ready dicts)", 1000 * statistics.median(t_fast),
+        rows.append(["faster-coco-eval (ready dicts)", 1000 * bc.median_of(t_fast),
                      bc.median_ratio(t_fast, t_direct2), f"{fast[0]:.4f}"])
     except ImportError:
         pass
@@ -161,8 +161,10 @@ def bench_map(rounds: int, images: int = 500, dets: int = 20, classes: int = 20)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=None)
-    parser.add_argument("--rounds", type=int, default=3 if bc.quick() else 5)
+    parser.add_argument("--rounds", type=int, default=2 if bc.quick() else 3)
+    bc.add_threads_option(parser)
     args = parser.parse_args()
+    bc.apply_threads(args.threads)
     print(f"bench_eval: {bc.machine()}")
     rows = []
     for task, path, overrides in bc.available_tasks(args.tasks):

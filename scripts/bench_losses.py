@@ -11,7 +11,7 @@ forward + backward at batch 16, realistic sizes:
   sort-based OHEM over the batch, edge target made image by image as the official dataset does).
 
 Rounds alternate trainer / reference; the ratio is the median of per-round reference time /
-trainer time (speed-up). Usage: python scripts/bench_losses.py [--rounds 7] [--batch 16]
+trainer time (speed-up). Usage: python scripts/bench_losses.py [--rounds 5] [--batch 16]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def check_equal(name: str, trainer_fn, reference_fn, inputs: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3 if bc.quick() else 7)
+    parser.add_argument("--rounds", type=int, default=3 if bc.quick() else 5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--losses", nargs="*", default=None, help="subset of yolox_loss retinanet_loss pidnet_loss")
     bc.add_threads_option(parser)

@@ -21,7 +21,7 @@ pair the plain model gets the trainer model's current weights (untimed), so both
    loader vs a plain DataLoader over the same data set and transforms (same worker count, same
    collate, shuffle=True, no per-sample reseeding).
 
-Usage: python scripts/bench_train.py [--tasks classification detection segmentation] [--pairs 15]
+Usage: python scripts/bench_train.py [--tasks classification detection segmentation] [--pairs 10]
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def _row(task, mode, batch_size, t_trainer, t_plain, *, cpu: bool = True) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=None)
-    parser.add_argument("--pairs", type=int, default=5 if bc.quick() else 15, help="timed step pairs per mode")
+    parser.add_argument("--pairs", type=int, default=4 if bc.quick() else 10, help="timed step pairs per mode")
     bc.add_threads_option(parser)
     args = parser.parse_args()
     bc.apply_threads(args.threads)

@@ -66,13 +66,40 @@ def test_train_then_eval_json(criterion, tmp_path, write_recipe, cli):
     assert payload["metrics"]["mIoU"] == pytest.approx(float(rows[0]["val/mIoU"]), abs=1e-6)
 
 
+def write_colour_rectangles(root, *, split: str, count: int, size: int, seed: int) -> None:
+    """mask_folder PNGs: a red and a blue rectangle (classes 1 and 2) on grey, with pixel noise.
+    The class follows from the colour, so a from-scratch PIDNet learns it in a few dozen steps
+    (the random-colour `shapes` need hundreds)."""
+    rng = np.random.default_rng(seed)
+    colours = {1: (200, 40, 40), 2: (40, 40, 200)}
+    for index in range(count):
+        image = np.full((size, size, 3), 110, dtype=np.int16) + rng.integers(-15, 16, (size, size, 3))
+        mask = np.zeros((size, size), dtype=np.uint8)
+        for label, colour in colours.items():
+            height, width = rng.integers(size // 4, size // 2, 2)
+            top, left = rng.integers(0, size - height), rng.integers(0, size - width)
+            mask[top : top + height, left : left + width] = label
+        for label, colour in colours.items():
+            image[mask == label] = np.array(colour) + rng.integers(-15, 16, (int((mask == label).sum()), 3))
+        for folder, array in (("images", np.clip(image, 0, 255).astype(np.uint8)), ("masks", mask)):
+            path = root / folder / split / f"{index:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(path)
+
+
 @pytest.mark.slow
 def test_pidnet_miou_rises_boundary_loss_trains_the_d_branch(tmp_path, write_recipe, cli):
-    """A small PIDNet run (well under a minute on CPU): val mIoU clearly above the untrained model's
-    and the first epoch's; the boundary part is non-zero throughout and moves the D branch."""
-    recipe = tiny_segmentation_recipe(image_size=IMAGE_SIZE, train=TRAIN_IMAGES, val=32)
-    recipe["model"]["losses"][0]["min_kept"] = MIN_KEPT
-    recipe["training"].update(TRAINING)
+    """A small PIDNet run (about a minute on 2 CPU cores): val mIoU clearly above the first epoch's
+    and the untrained model's; the boundary part is non-zero throughout and moves the D branch."""
+    data = tmp_path / "data"
+    write_colour_rectangles(data, split="train", count=96, size=48, seed=0)
+    write_colour_rectangles(data, split="val", count=16, size=48, seed=1)
+    recipe = tiny_segmentation_recipe()
+    options = {"root": str(data), "class_names": ["background", "red", "blue"]}
+    recipe["data"] = {"format": "mask_folder", "train": dict(options), "val": dict(options)}
+    recipe["augmentation"] = {"train": [{"name": "hflip"}, {"name": "normalize"}], "val": [{"name": "normalize"}]}
+    recipe["training"].update(epochs=4, batch_size=8, optimizer={"name": "adamw", "lr": 0.003},
+                              scheduler={"name": "poly", "warmup_epochs": 0.5})
     path = write_recipe(recipe)
     untrained = tmp_path / "untrained.json"
     assert cli("eval", path, "--json", untrained).exit_code == 0
@@ -82,7 +109,7 @@ def test_pidnet_miou_rises_boundary_loss_trains_the_d_branch(tmp_path, write_rec
     rows = read_rows(run)
     first, last = float(rows[0]["val/mIoU"]), float(rows[-1]["val/mIoU"])
     before = json.loads(untrained.read_text())["metrics"]["mIoU"]
-    assert last > max(first, before) + 0.1, (before, [row["val/mIoU"] for row in rows])
+    assert last > max(first, before) + 0.15 and last > 0.4, (before, [row["val/mIoU"] for row in rows])
     assert all(float(row["train/pidnet_loss/boundary"]) > 0 for row in rows)
 
     # the D branch moved away from its initialisation (same seed -> same initial weights)

@@ -78,7 +78,7 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     options = dict(options)
     factory = OPTIMIZERS.get(options.pop("name"))
-    if device.type in ("cuda",) and options.get("fused") is None and options.get("foreach") is None:
+    if device.type in ("cuda", "cpu") and options.get("fused") is None and options.get("foreach") is None:
         # one kernel for the whole update on the GPU; on the CPU the fused kernels are also about
         # 4x faster than the per-tensor loop (a fifth of a small model's train step, bench_train.py)
         options["fused"] = True

@@ -89,7 +89,7 @@ def bench_task(task: str, path, overrides: list[str], rounds: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=None)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2 if bc.quick() else 3)
     bc.add_threads_option(parser)
     args = parser.parse_args()
     bc.apply_threads(args.threads)

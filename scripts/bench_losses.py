@@ -168,7 +168,9 @@ def main() -> None:
         target = TARGETS[name]
         rows.append([
             name, shape, reference_name, 1000 * bc.median_of(t_trainer), 1000 * bc.median_of(t_ref),
-            speedup, cpu_speedup, f">= {target:g}x " + ("ok" if max(speedup, cpu_speedup) >= target else "MISSED"),
+            speedup, cpu_speedup, f">= {target:g}x " + (
+                "ok" if speedup >= target else "ok by CPU time" if cpu_speedup >= target else "MISSED"
+            ),
         ])
         print(f"  {name}: {time.perf_counter() - start:.0f} s")
     bc.table(rows, ["loss", "inputs", "reference", "trainer ms", "reference ms", "speed-up wall", "speed-up CPU",

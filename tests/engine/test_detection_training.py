@@ -54,7 +54,7 @@ def test_train_then_eval_json(criterion, tmp_path, write_recipe, cli):
     result = cli("train", path, "--output-dir", tmp_path / "runs", "--name", "det")
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "det"
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = _rows(run / "metrics.csv")
     assert len(rows) == 1 and {"val/mAP50_95", "val/mAP50", "val/mAP75"} <= set(rows[0])
     assert any(key.startswith(f"train/{criterion}/") for key in rows[0])
     out = tmp_path / "eval.json"
@@ -80,12 +80,12 @@ def test_yolox_map_rises(tmp_path, write_recipe, cli):
     path = write_recipe(recipe)
     result = cli("train", path, "--output-dir", tmp_path / "runs", "--name", "rise")
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(tmp_path / "runs" / "rise" / "metrics.csv")))
+    rows = _rows(tmp_path / "runs" / "rise" / "metrics.csv")
     first, last = float(rows[0]["val/mAP50"]), max(float(row["val/mAP50"]) for row in rows)
     assert last > first + 0.2 and last > 0.3, [row["val/mAP50"] for row in rows]
 
 
-def test_mosaic_wraps_train_data_and_turns_off_for_the_last_epochs():
+def test_mosaic_wraps_train_data_and_turns_off_for_the_last_epochs(tmp_path):
     from trainer.data.mosaic import MosaicMixupDataset
     from trainer.engine.session import build_session
     from trainer.recipe import load_recipe
@@ -93,7 +93,7 @@ def test_mosaic_wraps_train_data_and_turns_off_for_the_last_epochs():
     recipe = tiny_detection_recipe(image_size=40)
     recipe["augmentation"]["mosaic"] = {"prob": 1.0, "mixup_prob": 0.5, "off_last_epochs": 1}
     recipe["training"]["epochs"] = 3
-    loaded = load_recipe([_write(recipe)], [])
+    loaded = load_recipe([_write(recipe, tmp_path)], [])
     session = build_session(loaded, device=torch.device("cpu"))
     wrapped = session.train_set.dataset
     assert isinstance(wrapped, MosaicMixupDataset) and wrapped.output_size == (40, 40)
@@ -110,7 +110,7 @@ def test_mosaic_wraps_train_data_and_turns_off_for_the_last_epochs():
     assert batch["images"].shape == (4, 3, 40, 40)
 
 
-def test_mosaic_size_comes_from_the_fixed_size_transform():
+def test_mosaic_size_comes_from_the_fixed_size_transform(tmp_path):
     from trainer.engine.session import build_session
     from trainer.recipe import load_recipe
 
@@ -118,16 +118,18 @@ def test_mosaic_size_comes_from_the_fixed_size_transform():
     recipe["augmentation"]["train"] = [{"name": "letterbox", "size": [32, 48]}, ZERO_ONE]
     recipe["augmentation"]["val"] = [{"name": "letterbox", "size": [32, 48]}, ZERO_ONE]
     recipe["augmentation"]["mosaic"] = {"prob": 1.0}
-    session = build_session(load_recipe([_write(recipe)], []), device=torch.device("cpu"))
+    session = build_session(load_recipe([_write(recipe, tmp_path)], []), device=torch.device("cpu"))
     assert session.train_set.dataset.output_size == (32, 48)
     assert session.train_set[(0, 0)]["image"].shape == (3, 32, 48)
 
 
-def _write(recipe: dict, name: str = "recipe.yaml"):
-    import tempfile
-    from pathlib import Path
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
-    path = Path(tempfile.mkdtemp()) / name
+
+def _write(recipe: dict, folder):
+    path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
 

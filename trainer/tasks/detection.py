@@ -14,6 +14,7 @@ mAP50_95 / mAP50 / mAP75 as the source annotations would (IoU is invariant to ax
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -173,4 +174,4 @@ class DetectionTask:
 
 
 def _fmt(value: float) -> str:
-    return "-" if value != value else f"{value:.4f}"
+    return "-" if math.isnan(value) else f"{value:.4f}"

@@ -38,6 +38,7 @@ def test_retinanet_many_small_cpu_blocks_change_nothing(monkeypatch):
                                                        gt_valid=valid)
     one_block_parts, one_block_grads = _retinanet_with_grads(batch)
     monkeypatch.setattr(retinanet_module, "CPU_BLOCK_ELEMENTS", 64)  # one image / a few anchor rows per block
+    monkeypatch.setattr(retinanet_module, "CPU_BLOCK_THREADED_FACTOR", 1)
     assert len(retinanet_module._blocks(4, 7 * batch["anchors"].shape[0], torch.device("cpu"))) == 4
     matches = retinanet_module.match_anchors(anchors=batch["anchors"], gt_boxes=batch["gt_boxes"], gt_valid=valid)
     assert torch.equal(matches, one_block_matches)

@@ -27,6 +27,7 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_train.py --plain-fused
 	$(BIN)/python scripts/bench_losses.py
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_eval.py

@@ -53,7 +53,7 @@ def bench_evaluate(task: str, path, overrides: list[str], rounds: int) -> list:
 def synthetic_detections(num_images: int, dets: int, classes: int, seed: int = 0):
     g = np.random.default_rng(seed)
     gts, results = [], []
-    for image in range(num_images):
+    for _ in range(num_images):
         count = int(g.integers(1, 12))
         xy = g.uniform(0, 400, (count, 2))
         wh = g.uniform(10, 200, (count, 2))

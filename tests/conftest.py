@@ -7,9 +7,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the suite runs 2 workers on 2 cores; subprocesses inherit this
 
-import torch  # noqa: E402
-
 import pytest
+import torch  # noqa: E402
 import yaml
 from typer.testing import CliRunner
 

@@ -163,7 +163,9 @@ def test_coco_data_through_check(tmp_path, write_recipe, cli):
         {"id": 4, "image_id": 2, "category_id": 5, "bbox": [5, 30, 20, 20], "area": 400, "iscrowd": 0},
     ]
     categories = [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]
-    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    (tmp_path / "ann.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     split = {"images_dir": str(tmp_path / "images"), "annotations": str(tmp_path / "ann.json")}
     path = _file_recipe({"format": "coco", "train": split, "val": split}, write_recipe)
     result = cli("check", path)

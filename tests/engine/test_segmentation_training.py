@@ -75,7 +75,7 @@ def write_colour_rectangles(root, *, split: str, count: int, size: int, seed: in
     for index in range(count):
         image = np.full((size, size, 3), 110, dtype=np.int16) + rng.integers(-15, 16, (size, size, 3))
         mask = np.zeros((size, size), dtype=np.uint8)
-        for label, colour in colours.items():
+        for label in colours:
             height, width = rng.integers(size // 4, size // 2, 2)
             top, left = rng.integers(0, size - height), rng.integers(0, size - width)
             mask[top : top + height, left : left + width] = label

@@ -107,14 +107,17 @@ def _pycocotools(gt, results, image_ids=None):
 
 def _filled(gts, dets, mode="single"):
     ev = CocoEvaluator(class_names=CLASSES)
-    t = lambda a, dtype=torch.float32: torch.as_tensor(np.asarray(a), dtype=dtype)
+
+    def t(a, dtype=torch.float32):
+        return torch.as_tensor(np.asarray(a), dtype=dtype)
+
     ids = sorted(gts)
     if mode == "single":
         for i in ids:
-            b, l, c = gts[i]
-            ev.add_ground_truth(i, t(b).reshape(-1, 4), t(l, torch.int64), t(c, torch.bool))
-            b, s, l = dets[i]
-            ev.add_detections(i, t(b).reshape(-1, 4), t(s), t(l, torch.int64))
+            b, labels, c = gts[i]
+            ev.add_ground_truth(i, t(b).reshape(-1, 4), t(labels, torch.int64), t(c, torch.bool))
+            b, s, labels = dets[i]
+            ev.add_detections(i, t(b).reshape(-1, 4), t(s), t(labels, torch.int64))
     elif mode == "list":
         for chunk in (ids[:5], ids[5:]):
             ev.add_ground_truth(
@@ -204,8 +207,8 @@ def test_from_coco_gt_uses_dataset_annotations_and_seen_images():
     assert ev.class_names == CLASSES and ev.category_ids == cat_ids
     seen = [1, 2, 3, 5, 8]  # evaluate a subset of the dataset
     for i in seen:
-        b, s, l = dets[i]
-        ev.add_detections(i, torch.tensor(b, dtype=torch.float32).reshape(-1, 4), torch.tensor(s), torch.tensor(l))
+        b, s, labels = dets[i]
+        ev.add_detections(i, torch.tensor(b, dtype=torch.float32).reshape(-1, 4), torch.tensor(s), torch.tensor(labels))
     with pytest.raises(RuntimeError):
         ev.add_ground_truth(1, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
     results = [r for r in _reference_json(gts, dets)[1] if r["image_id"] in seen]
@@ -218,8 +221,8 @@ def test_from_coco_gt_uses_dataset_annotations_and_seen_images():
 def test_duplicate_images_counted_once():
     gts, dets = _scene()
     ev = _filled(gts, dets)
-    b, l, c = gts[1]
-    ev.add_ground_truth(1, torch.tensor(b, dtype=torch.float32), torch.tensor(l), torch.tensor(c))
+    b, labels, c = gts[1]
+    ev.add_ground_truth(1, torch.tensor(b, dtype=torch.float32), torch.tensor(labels), torch.tensor(c))
     assert ev.compute() == _filled(gts, dets).compute()
 
 

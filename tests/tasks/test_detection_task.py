@@ -201,7 +201,9 @@ def test_predict_maps_boxes_back_to_the_source_image(task):
     assert plain["boxes"] == [[10.0, 20.0, 30.0, 40.0]] and plain["labels"] == [1]
     assert plain["scores"][0] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
     # letterboxed 128x256 (H x W) -> 32x64 content in a 64x64 input: scale 1/4 both ways
-    (boxed,) = task.predict(outputs=outputs, image_size=(64, 64), postprocess=post, orig_sizes=torch.tensor([[128, 256]]))
+    (boxed,) = task.predict(
+        outputs=outputs, image_size=(64, 64), postprocess=post, orig_sizes=torch.tensor([[128, 256]])
+    )
     assert boxed["boxes"] == [[40.0, 80.0, 120.0, 128.0]]  # y2 160 clipped to the image height
     (resized,) = task.predict(
         outputs=outputs, image_size=(64, 64), postprocess=post, orig_sizes=torch.tensor([[128, 256]]), letterboxed=False

@@ -24,7 +24,12 @@ import numpy as np
 import yaml
 
 from trainer.data.convert import (
-    Converted, coco_to_yolo, refuse_existing, write_yolo_labels, write_yolo_meta, yolo_to_coco,
+    Converted,
+    coco_to_yolo,
+    refuse_existing,
+    write_yolo_labels,
+    write_yolo_meta,
+    yolo_to_coco,
 )
 from trainer.data.errors import DataError
 from trainer.data.shapes import SPLITS

@@ -21,7 +21,16 @@ from trainer.recipe.components import constructor_hints, constructor_parameters
 from trainer.recipe.field_docs import COMPONENT_HELP, EXTRA_KEYS_HELP, FIELD_HELP
 from trainer.recipe.schema import Recipe
 from trainer.registry import (
-    BACKBONES, DATASETS, FULL_MODELS, HEADS, LOSSES, NECKS, OPTIMIZERS, SCHEDULERS, TRANSFORMS, Registry,
+    BACKBONES,
+    DATASETS,
+    FULL_MODELS,
+    HEADS,
+    LOSSES,
+    NECKS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TRANSFORMS,
+    Registry,
 )
 
 DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "recipes.md"

@@ -22,7 +22,16 @@ from trainer.recipe.load import Locations, parse_yaml_value
 from trainer.recipe.schema import TASKS
 from trainer.recipe.validate import validate_raw_recipe
 from trainer.registry import (
-    BACKBONES, DATASETS, FULL_MODELS, HEADS, LOSSES, NECKS, OPTIMIZERS, SCHEDULERS, UnknownNameError, closest_name,
+    BACKBONES,
+    DATASETS,
+    FULL_MODELS,
+    HEADS,
+    LOSSES,
+    NECKS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    UnknownNameError,
+    closest_name,
 )
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "detection": "yolox_loss", "segmentation": "pidnet_loss"}

@@ -296,7 +296,7 @@ class _ClassificationWriter(_Writer):
     def add(self, group: list[tuple], outputs: dict[str, torch.Tensor]) -> None:
         probabilities = outputs["logits"].softmax(dim=1).cpu()
         scores, labels = probabilities.topk(min(self.top_k, probabilities.shape[1]), dim=1)
-        for (index, path, _, _, image, name), score, label in zip(group, scores.tolist(), labels.tolist()):
+        for (_, path, _, _, image, name), score, label in zip(group, scores.tolist(), labels.tolist()):
             drawn = self.image_path(name)
             save_png(draw_label(image, f"{self.names[label[0]]} {score[0]:.2f}"), drawn)
             self.records.append({
@@ -356,7 +356,7 @@ class _SegmentationWriter(_Writer):
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         predicted = logits.argmax(dim=1).cpu()
-        for (index, path, _, region, image, name), mask in zip(group, predicted):
+        for (_, path, _, region, image, name), mask in zip(group, predicted):
             height, width = image.shape[-2:]
             original = mask_to_original(mask, region, height, width)
             mask_file, drawn = self.image_path(name, "masks"), self.image_path(name)

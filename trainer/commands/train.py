@@ -46,7 +46,8 @@ def load_for_resume(run_dir: Path, recipes: list[str], overrides: list[str]) -> 
                if p not in RESUMABLE_CHANGES]
     if changed:
         names = ", ".join(".".join(str(part) for part in path) for path in changed)
-        raise RecipeError([RecipeIssue((), f"the run in {run_dir} was trained with another recipe (differs at: {names}); "
+        raise RecipeError([RecipeIssue((), f"the run in {run_dir} was trained with another recipe "
+                                           f"(differs at: {names}); "
                                            "only training.epochs may change on resume", where="--resume")])
     done = load_checkpoint(run_dir / "checkpoints" / "last.pt", mmap=True)["epoch"]
     epochs = loaded.recipe.training.epochs
@@ -63,7 +64,9 @@ def check_launch(*, recipes: list[str], overrides: list[str], resume: str | None
     the GPUs."""
     where = f"--nproc {nproc}"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RecipeError([RecipeIssue((), "--nproc starts torchrun itself; inside torchrun leave it out", where=where)])
+        raise RecipeError(
+            [RecipeIssue((), "--nproc starts torchrun itself; inside torchrun leave it out", where=where)]
+        )
     if resume is not None:
         loaded = load_for_resume(Path(resume), recipes, overrides)
     elif recipes:

@@ -157,7 +157,11 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
     scheduler = _build_scheduler(session, optimizer, micro_steps)
     amp = autocast_dtype(amp=training.amp, device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    ema = build_ema(model=raw_model, decay=training.ema.decay, warmup_steps=training.ema.warmup_steps) if training.ema.enabled else None
+    ema = (
+        build_ema(model=raw_model, decay=training.ema.decay, warmup_steps=training.ema.warmup_steps)
+        if training.ema.enabled
+        else None
+    )
     if distributed.world_size() > 1:
         unused = _unused_parameters(session, raw_model, amp)
         find_unused = distributed.any_rank(bool(unused), device)
@@ -276,7 +280,8 @@ def fit(session: Session, *, run_dir: Path, resume_from: Path | None = None, log
                             save_checkpoint(checkpoint_state(epoch, step), run_dir / "checkpoints" / "last.pt")
                         distributed.barrier()
                         raise Interrupted(
-                            f"stopped by signal {stop.received or 'on another rank'} at epoch {epoch + 1}, step {step}; "
+                            f"stopped by signal {stop.received or 'on another rank'} "
+                            f"at epoch {epoch + 1}, step {step}; "
                             f"last.pt saved; resume with: trainer train --resume {run_dir}"
                         )
             finally:

@@ -82,5 +82,7 @@ def build_optimizer(
         # one kernel for the whole update on the GPU; on the CPU the fused kernels are also about
         # 4x faster than the per-tensor loop (a fifth of a small model's train step, bench_train.py)
         options["fused"] = True
-    groups = [group for group in parameter_groups(model=model, no_decay_norm_bias=no_decay_norm_bias) if group["params"]]
+    groups = [
+        group for group in parameter_groups(model=model, no_decay_norm_bias=no_decay_norm_bias) if group["params"]
+    ]
     return factory(params=groups, **options)

@@ -17,7 +17,9 @@ def _with_warmup(
 ) -> lr_scheduler.LRScheduler:
     if warmup_steps <= 0:
         return main if main is not None else lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    warmup = lr_scheduler.LinearLR(optimizer, start_factor=warmup_start_factor, end_factor=1.0, total_iters=warmup_steps)
+    warmup = lr_scheduler.LinearLR(
+        optimizer, start_factor=warmup_start_factor, end_factor=1.0, total_iters=warmup_steps
+    )
     if main is None:
         return warmup
     return lr_scheduler.SequentialLR(optimizer, schedulers=[warmup, main], milestones=[warmup_steps])

@@ -57,7 +57,8 @@ FIELD_HELP: dict[str, str] = {
     "model.postprocess.max_detections": "Detections kept per image after NMS (COCO uses 100).",
     "model.postprocess.pre_nms_top_k": "Candidates (anchor x class pairs) kept per image before NMS.",
     "model.checkpoint": "Whole-model weights: a trainer checkpoint (its EMA weights when it has them) or a state "
-                        "dict file; `trainer train` starts from them (fine-tuning; the model must match) and `trainer eval RECIPE` "
+                        "dict file; `trainer train` starts from them (fine-tuning; the model must match) and "
+                        "`trainer eval RECIPE` "
                         "evaluates them when no `--checkpoint` is given.",
     # training
     "training.epochs": "Passes over the training data.",

@@ -26,7 +26,16 @@ from trainer.recipe.errors import RecipeError, RecipeIssue
 from trainer.recipe.schema import Recipe
 from trainer.recipe.validate import CHOICES, DEVICE_PATTERN, LOSS_ENTRY_KEYS, MINIMUMS
 from trainer.registry import (
-    BACKBONES, DATASETS, FULL_MODELS, HEADS, LOSSES, NECKS, OPTIMIZERS, SCHEDULERS, TRANSFORMS, Registry,
+    BACKBONES,
+    DATASETS,
+    FULL_MODELS,
+    HEADS,
+    LOSSES,
+    NECKS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TRANSFORMS,
+    Registry,
 )
 
 DRAFT = "http://json-schema.org/draft-07/schema#"  # the draft editors support best

@@ -57,7 +57,7 @@ def check_value(value: Any, annotation: Any, path: KeyPath, report: Report) -> N
         candidates = [arg for arg in args if arg is not type(None)]
         for candidate in candidates:
             problems: list[tuple[KeyPath, str]] = []
-            check_value(value, candidate, path, lambda p, m: problems.append((p, m)))
+            check_value(value, candidate, path, lambda p, m, problems=problems: problems.append((p, m)))
             if not problems:
                 return
         if len(candidates) == 1:

@@ -36,7 +36,9 @@ class ClassificationTask:
             "labels": torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.int64),
         }
 
-    def build_evaluator(self, *, class_names: list[str], device: torch.device, postprocess: Any) -> ClassificationEvaluator:
+    def build_evaluator(
+        self, *, class_names: list[str], device: torch.device, postprocess: Any
+    ) -> ClassificationEvaluator:
         return ClassificationEvaluator(class_names=class_names, device=device)
 
     def predict(self, *, outputs: dict[str, torch.Tensor], top_k: int = 5) -> list[dict[str, Any]]:

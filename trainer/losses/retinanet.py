@@ -77,7 +77,8 @@ def decode_boxes(*, box_regression: Tensor, anchors: Tensor) -> Tensor:
 CPU_BLOCK_ELEMENTS = 1 << 18  # with one intra-op thread: about 1 MB of fp32 per temporary, in a core's L2
 # With several threads every op is a parallel region ending at a barrier; on a busy machine a
 # barrier waits for a descheduled thread, so blocks are made larger to need fewer of them
-# (measured on 2 loaded cores: 2^18 elements 4x slower than 2^22; on 1 thread 2^18 is the fastest).
+# (measured on 2 loaded cores: 2^18 elements 4x slower than 2^22; on 2 idle cores the two are within
+# noise, 372 vs 338 ms for the batch-16 benchmark; on 1 thread 2^18 is the fastest).
 CPU_BLOCK_THREADED_FACTOR = 16
 
 

@@ -53,7 +53,8 @@ def decode_text(data: bytes, *, path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise FileReadError(path, f"not UTF-8 text (byte 0x{data[error.start]:02x}); save it as UTF-8", line=line) from None
+        problem = f"not UTF-8 text (byte 0x{data[error.start]:02x}); save it as UTF-8"
+        raise FileReadError(path, problem, line=line) from None
 
 
 def read_text(path: str | Path, *, max_bytes: int = TEXT_LIMIT) -> str:

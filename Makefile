@@ -3,7 +3,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-peers clean
 
 $(BIN)/trainer: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ bench: install
 	$(BIN)/python scripts/bench_losses.py
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_eval.py
+
+# trainer beside NetsPresso Trainer 1.4.1 and Ultralytics at equal settings (long; not part of `make test`).
+# The peers' venvs and data go to PEERS_CACHE; e.g. make bench-peers PEERS_ARGS="--tasks detection --epochs 2"
+PEERS_CACHE ?= $(HOME)/.cache/trainer-peers
+PEERS_ARGS ?=
+bench-peers: install
+	$(BIN)/python scripts/bench_peers.py --cache $(PEERS_CACHE) $(PEERS_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

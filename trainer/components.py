@@ -15,6 +15,7 @@ BUILTIN_MODULES = (
     "trainer.data.transforms",
     "trainer.models.backbones.torchvision_backbones",
     "trainer.models.backbones.cspdarknet",
+    "trainer.models.backbones.timm_backbone",
     "trainer.models.necks.fpn",
     "trainer.models.necks.pafpn",
     "trainer.models.heads.fc",

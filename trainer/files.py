@@ -85,6 +85,9 @@ def compose_yaml(
     """The YAML node tree of one document, checked: syntax errors name their line; a self-referencing
     alias, more than `max_nodes` nodes after expanding aliases ("billion laughs") or nesting deeper than
     `max_depth` is refused before anything walks the tree."""
+    deep_line = _flow_nesting_line(text, max_depth=max_depth)
+    if deep_line is not None:  # the YAML scanner is quadratic in the nesting of brackets: refuse first
+        raise FileReadError(path, f"YAML nested deeper than {max_depth} levels", line=deep_line)
     try:
         node = yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as error:
@@ -98,6 +101,31 @@ def compose_yaml(
     if node is not None:
         _check_node_tree(node, path=path, max_nodes=max_nodes, max_depth=max_depth)
     return node
+
+
+def _flow_nesting_line(text: str, *, max_depth: int) -> int | None:
+    """The line where `[` / `{` brackets (outside quotes and comments) nest deeper than `max_depth`, or None."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return None
+    depth, line, quote, comment = 0, 1, "", False
+    for char in text:
+        if char == "\n":
+            line, comment = line + 1, False
+        elif comment or (quote and char != quote):
+            continue
+        elif char == quote:
+            quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return None
 
 
 def _check_node_tree(root: yaml.Node, *, path: str | Path, max_nodes: int, max_depth: int) -> None:

@@ -1,12 +1,17 @@
 """One small registry class; every pluggable kind of component has one instance.
 
-Registration is explicit: each package's ``__init__`` imports its modules by name, and a recipe's
-``imports:`` list (or the ``trainer.plugins`` entry-point group) imports user modules.
+Each registry declares, once, where its entries sit in a recipe (`recipe_paths`, `name_key`) and
+which constructor arguments the trainer fills in itself (`filled_by_trainer`); validation, the JSON
+Schema, `trainer docs` and `trainer new` read that declaration. Entries are registered when
+`trainer.components.load_builtin_components()` imports the built-in modules by name, and when a
+recipe's `imports:` (or the `trainer.plugins` entry-point group) imports user modules.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
+import typing
 from typing import Any, Callable, Iterator
 
 
@@ -38,11 +43,52 @@ def closest_name(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
     return prefixed[0] if len(prefixed) == 1 else None
 
 
-class Registry:
-    """Maps names to components (classes or factory functions) plus free-form metadata."""
+def constructor_parameters(component: Any) -> dict[str, inspect.Parameter]:
+    """The named parameters of a class's `__init__` or of a factory function (no self, *args, **kwargs)."""
+    target = component.__init__ if inspect.isclass(component) else component
+    parameters = dict(inspect.signature(target).parameters)
+    parameters.pop("self", None)
+    return {
+        name: parameter
+        for name, parameter in parameters.items()
+        if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
 
-    def __init__(self, kind: str) -> None:
+
+def constructor_hints(component: Any) -> dict[str, Any]:
+    """The resolved type annotations of the constructor, `Annotated` constraints kept."""
+    target = component.__init__ if inspect.isclass(component) else component
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # an annotation that cannot be resolved is simply not type-checked
+        return {}
+
+
+class Registry:
+    """Maps names to components (classes or factory functions) plus free-form metadata.
+
+    `recipe_paths`: dotted key paths of the recipe entries (`[]` marks a list of entries);
+    `name_key`: the entry key that holds the name; `name_at`: the key path of the name when it sits
+    outside the entries (datasets: `data.format` names the dataset of `data.train` and `data.val`);
+    `filled_by_trainer`: constructor arguments the trainer passes itself, never written in a recipe.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        title: str,
+        recipe_paths: tuple[str, ...],
+        name_key: str = "name",
+        name_at: str | None = None,
+        filled_by_trainer: tuple[str, ...] = (),
+    ) -> None:
         self.kind = kind
+        self.title = title
+        self.recipe_paths = recipe_paths
+        self.name_key = name_key
+        self.name_at = name_at
+        self.filled_by_trainer = filled_by_trainer
         self._entries: dict[str, Any] = {}
         self._meta: dict[str, dict[str, Any]] = {}
 
@@ -55,7 +101,10 @@ class Registry:
 
     def add(self, name: str, component: Any, **meta: Any) -> None:
         if name in self._entries:
-            raise ValueError(f"{self.kind} '{name}' is already registered (by {self._entries[name]!r})")
+            first, second = (f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', c)}"
+                             for c in (self._entries[name], component))
+            raise ValueError(f"{self.kind} '{name}' is already registered by {first}; {second} cannot register "
+                             "it again (choose another name)")
         self._entries[name] = component
         self._meta[name] = meta
 
@@ -67,6 +116,16 @@ class Registry:
     def meta(self, name: str) -> dict[str, Any]:
         self.get(name)
         return self._meta[name]
+
+    def options(self, name: str) -> dict[str, inspect.Parameter]:
+        """The options a recipe may write for `name`: its constructor parameters less `filled_by_trainer`."""
+        parameters = constructor_parameters(self.get(name))
+        return {key: value for key, value in parameters.items() if key not in self.filled_by_trainer}
+
+    def hints(self, name: str) -> dict[str, Any]:
+        """The type annotations (with constraints) of `name`'s options."""
+        options = self.options(name)
+        return {key: hint for key, hint in constructor_hints(self.get(name)).items() if key in options}
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -81,16 +140,22 @@ class Registry:
         return len(self._entries)
 
 
-DATASETS = Registry("dataset")
-TRANSFORMS = Registry("transform")
-BACKBONES = Registry("backbone")
-NECKS = Registry("neck")
-HEADS = Registry("head")
-FULL_MODELS = Registry("model")
-LOSSES = Registry("criterion")
-METRICS = Registry("metric")
-OPTIMIZERS = Registry("optimizer")
-SCHEDULERS = Registry("scheduler")
+DATASETS = Registry("dataset", title="Datasets", recipe_paths=("data.train", "data.val"), name_key="format",
+                    name_at="data.format",
+                    filled_by_trainer=("task", "split"))
+TRANSFORMS = Registry("transform", title="Transforms", recipe_paths=("augmentation.train[]", "augmentation.val[]"))
+BACKBONES = Registry("backbone", title="Backbones", recipe_paths=("model.architecture.backbone",))
+NECKS = Registry("neck", title="Necks", recipe_paths=("model.architecture.neck",),
+                 filled_by_trainer=("in_channels", "in_strides"))
+HEADS = Registry("head", title="Heads", recipe_paths=("model.architecture.head",),
+                 filled_by_trainer=("in_channels", "in_strides", "num_classes"))
+FULL_MODELS = Registry("model", title="Full models", recipe_paths=("model.architecture.full",),
+                       filled_by_trainer=("num_classes",))
+LOSSES = Registry("criterion", title="Losses", recipe_paths=("model.losses[]",), name_key="criterion")
+OPTIMIZERS = Registry("optimizer", title="Optimizers", recipe_paths=("training.optimizer",),
+                      filled_by_trainer=("params", "model", "task", "total_steps", "batch_size"))  # the last 4: auto
+SCHEDULERS = Registry("scheduler", title="Schedulers", recipe_paths=("training.scheduler",),
+                      filled_by_trainer=("optimizer", "steps_per_epoch", "epochs"))
 
 REGISTRIES: dict[str, Registry] = {
     "datasets": DATASETS,
@@ -100,7 +165,6 @@ REGISTRIES: dict[str, Registry] = {
     "heads": HEADS,
     "models": FULL_MODELS,
     "losses": LOSSES,
-    "metrics": METRICS,
     "optimizers": OPTIMIZERS,
     "schedulers": SCHEDULERS,
 }

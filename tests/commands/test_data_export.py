@@ -140,3 +140,76 @@ def test_convert_refuses_bad_requests(tmp_path, cli):
     assert result.exit_code == 2 and "yolo -> coco" in result.output
     result = cli("data", "convert", tmp_path / "x.json", "--from", "coco", "--to", "yolo", "--out", tmp_path / "b")
     assert result.exit_code == 2 and "--images-dir" in result.output
+
+
+def _tiny_coco(tmp_path: Path, file_name: str) -> Path:
+    """A one-image COCO file whose image is `file_name` (relative to tmp_path/src/images)."""
+    from PIL import Image
+
+    images = tmp_path / "src" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    target = images / file_name if not Path(file_name).is_absolute() else Path(file_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(target.with_suffix(".png"))
+    path = tmp_path / "src" / "instances.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": file_name, "width": 8, "height": 8}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]}],
+        "categories": [{"id": 1, "name": "box"}],
+    }))
+    return path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("file_name", "message"), [("../../victim.png", "leads outside"),
+                                                    ("{tmp}/victim.png", "is an absolute path")])
+def test_convert_never_writes_outside_out(tmp_path, cli, file_name, message):
+    file_name = file_name.format(tmp=tmp_path)
+    annotations = _tiny_coco(tmp_path, file_name)
+    before = _files(tmp_path)
+    result = cli("data", "convert", annotations, "--from", "coco", "--to", "yolo", "--images-dir",
+                 tmp_path / "src" / "images", "--out", tmp_path / "out" / "yolo", "--force")
+    assert result.exit_code == 2 and message in result.output and "images[0].file_name" in result.output
+    assert _files(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_convert_does_not_follow_a_symlink_out_of_out(tmp_path, cli):
+    annotations = _tiny_coco(tmp_path, "a.png")
+    (tmp_path / "elsewhere").mkdir()
+    out = tmp_path / "out"
+    (out / "labels").mkdir(parents=True)
+    (out / "labels" / "train").symlink_to(tmp_path / "elsewhere")
+    result = cli("data", "convert", annotations, "--from", "coco", "--to", "yolo", "--images-dir",
+                 tmp_path / "src" / "images", "--out", out, "--force")
+    assert result.exit_code == 2 and "leads outside" in result.output
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_convert_and_shapes_overwrite_only_with_force(tmp_path, cli):
+    annotations = _tiny_coco(tmp_path, "a.png")
+    out = tmp_path / "yolo"
+    arguments = ("data", "convert", annotations, "--from", "coco", "--to", "yolo", "--images-dir",
+                 tmp_path / "src" / "images", "--out", out)
+    assert cli(*arguments).exit_code == 0
+    label = out / "labels" / "train" / "a.txt"
+    label.write_text("edited\n")
+    result = cli(*arguments)
+    assert result.exit_code == 2 and "--force" in result.output and label.read_text() == "edited\n"
+    assert cli(*arguments, "--force").exit_code == 0 and label.read_text().startswith("0 ")
+
+    coco_json = tmp_path / "back.json"
+    coco_json.write_text("keep me")
+    back = ("data", "convert", out, "--from", "yolo", "--to", "coco", "--out", coco_json)
+    result = cli(*back)
+    assert result.exit_code == 2 and "exists" in result.output and coco_json.read_text() == "keep me"
+    assert cli(*back, "--force").exit_code == 0 and json.loads(coco_json.read_text())["images"]
+
+    shapes = ("data", "shapes", "--task", "detection", "--format", "yolo", "--out", out, "--num-images", 2,
+              "--image-size", 16)
+    result = cli(*shapes)
+    assert result.exit_code == 2 and "not empty" in result.output and label.read_text().startswith("0 ")
+    assert cli(*shapes, "--force").exit_code == 0 and (out / "images" / "val").is_dir()

@@ -160,8 +160,8 @@ def test_bad_inputs_exit_2(trained, tmp_path):
 
 
 def test_predictions_map_back_through_letterbox_and_resize():
-    from trainer.commands.predict import boxes_to_original, mask_to_original
     from trainer.data.transforms import build_transforms
+    from trainer.tasks.predictions import boxes_to_original, mask_to_original
 
     image = tv_tensors.Image(torch.zeros(3, 50, 100, dtype=torch.uint8))
     corners = tv_tensors.BoundingBoxes(torch.tensor([[0.0, 0.0, 100.0, 50.0]]), format="XYXY", canvas_size=(50, 100),
@@ -203,3 +203,63 @@ def test_export_keeps_unbatched_outputs_of_retinanet(tmp_path):
         reference = wrapper(images)
     for name, expected, got in zip(names, reference, run_onnx(tmp_path / "r.onnx", images)):
         assert _check(name, expected, got) < 1e-3
+
+
+def test_outputs_are_checked_before_any_work(trained, tmp_path):
+    task, run, images = trained
+    if task != "classification":
+        pytest.skip("output checks do not depend on the task")
+    result = invoke("eval", run, "--json", tmp_path / "evals" / "a.json")  # a missing folder is made
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "evals" / "a.json").read_text())["task"] == "classification"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for arguments in (("eval", run, "--json", blocker / "a.json"), ("predict", run, images, "--out", blocker),
+                      ("export", run, "--format", "onnx", "--out", blocker / "m.onnx")):
+        result = invoke(*arguments)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert str(blocker) in result.output and ("--out" in result.output or "--json" in result.output)
+        assert "max |difference|" not in result.output and "predictions for" not in result.output  # no work done
+    first = invoke("export", run, "--format", "torchscript")
+    assert first.exit_code == 0, first.output
+    exported = run / "export" / "best.torchscript.pt"
+    before = exported.stat().st_mtime_ns
+    again = invoke("export", run, "--format", "torchscript")
+    assert again.exit_code == 2 and "--force" in again.output and exported.stat().st_mtime_ns == before
+    assert invoke("export", run, "--format", "torchscript", "--force").exit_code == 0
+    out = tmp_path / "pred"
+    assert invoke("predict", run, images, "--out", out).exit_code == 0
+    result = invoke("predict", run, images, "--out", out)
+    assert result.exit_code == 2 and "--force" in result.output
+    assert invoke("predict", run, images, "--out", out, "--force").exit_code == 0
+
+
+def test_predict_with_a_head_for_other_classes_says_so(trained, tmp_path):
+    task, run, images = trained
+    if task != "classification":
+        pytest.skip("one task is enough")
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["class_names"] = state["class_names"][:3]  # the recipe it carries now builds a 3-class head
+    torch.save(state, tmp_path / "three.pt")
+    result = invoke("predict", tmp_path / "three.pt", images, "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "4 classes in the checkpoint, 3 in the recipe" in result.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_export_input_size_comes_from_the_val_transforms():
+    from trainer.commands.export import input_size
+    from trainer.data.transforms import build_transforms
+    from trainer.engine.inference import TrainedModel
+    from trainer.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict({
+        "task": "classification", "data": {"format": "image_folder", "train": {"root": "t"}, "val": {"root": "v"}},
+        "augmentation": {"val": [{"name": "resize", "size": 160}, {"name": "center_crop", "size": 128}]},
+        "model": {"architecture": {"backbone": {"name": "resnet18"}}, "losses": [{"criterion": "cross_entropy"}]},
+    })
+    transform, _ = build_transforms(recipe.augmentation.val)
+    trained = TrainedModel(recipe=recipe, task=None, class_names=["a"], model=None, normalizer=None,
+                           transform=transform, checkpoint_path=None, run_dir=None, device=torch.device("cpu"))
+    assert input_size(trained, None) == (128, 128)  # not the former 640
+    assert input_size(trained, (96, 64)) == (96, 64)

@@ -78,12 +78,12 @@ def test_class_names_fix_the_order(tmp_path):
 
 def test_unknown_category_names_file_and_annotation(tmp_path):
     path = make_coco(tmp_path, annotations=[{"id": 42, "image_id": 11, "category_id": 99, "bbox": [0, 0, 1, 1]}])
-    with pytest.raises(DataError, match=r"instances\.json.*annotation 42.*99"):
+    with pytest.raises(DataError, match=r"instances\.json: annotations\[0\]\.category_id: 99 .*annotation 42"):
         load(tmp_path, path)
 
 
 def test_missing_files_and_bad_json(tmp_path):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match=r"annotation file not found: .*nope\.json"):
         load(tmp_path, tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{\n  oops")

@@ -6,7 +6,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from trainer.data.errors import DataError
-from trainer.data.transforms import NormalizeParams, build_transforms, normalize_images
+from trainer.data.transforms import NormalizeParams, build_transforms
+from trainer.engine.inference import Normalizer
 from trainer.registry import TRANSFORMS, UnknownNameError
 
 
@@ -106,8 +107,9 @@ def test_normalize_returned_separately():
     assert params == NormalizeParams(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     images = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
     expected = (1.0 - torch.tensor(params.mean)) / torch.tensor(params.std)
-    torch.testing.assert_close(normalize_images(images, params)[0, :, 0, 0], expected)
-    torch.testing.assert_close(normalize_images(images, None), torch.ones(2, 3, 4, 4))
+    normalizer = Normalizer.build(params, torch.device("cpu"))  # what the engine applies on the device
+    torch.testing.assert_close(normalizer(images)[0, :, 0, 0], expected)
+    torch.testing.assert_close(Normalizer.build(None, torch.device("cpu"))(images), torch.ones(2, 3, 4, 4))
     _, mmdet = build_transforms(
         [{"name": "normalize", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}]
     )

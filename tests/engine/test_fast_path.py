@@ -170,7 +170,7 @@ def test_recipe_with_the_fast_path_switched_on_trains(tmp_path, write_recipe):
     (row,) = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert math.isfinite(float(row["train/total"])) and 0.0 <= float(row["val/top1"]) <= 1.0
     checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert checkpoint["global_step"] == 2  # 6 micro-batches in groups of 4: one full group, one short
+    assert checkpoint["counters"]["global_step"] == 2  # 6 micro-batches in groups of 4: one full group, one short
     assert int(checkpoint["ema"]["n_averaged"]) == 2
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
 

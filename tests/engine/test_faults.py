@@ -26,7 +26,9 @@ from tests.conftest import ROOT, tiny_classification_recipe
 from trainer.commands.train import train
 from trainer.engine import checkpoint as checkpoint_module
 from trainer.engine.checkpoint import load_checkpoint, save_checkpoint
-from trainer.engine.fit import StopSignal, _weights_finite
+from trainer.engine.epoch import weights_finite
+from trainer.engine.failures import Interrupted
+from trainer.engine.stop_signal import StopSignal
 from trainer.engine.run_dir import create_run_dir
 
 
@@ -95,17 +97,17 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert f"last good checkpoint is kept: {run / 'checkpoints' / 'last.pt'} (after epoch 1)" in message
     assert "Traceback" not in result.stdout + result.stderr
     kept = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert kept["epoch"] == 1 and kept["step_in_epoch"] == 0
+    assert kept["counters"]["epoch"] == 1 and kept["counters"]["step_in_epoch"] == 0
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
     assert len(_rows(run)) == 1
 
 
-def test_weights_finite():
+def testweights_finite():
     model = torch.nn.Linear(3, 2)
-    assert _weights_finite(model)
+    assert weights_finite(model)
     with torch.no_grad():
         model.bias[1] = float("inf")
-    assert not _weights_finite(model)
+    assert not weights_finite(model)
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -156,7 +158,7 @@ def test_a_process_killed_while_saving_leaves_the_previous_checkpoint(tmp_path):
 def test_a_finished_run_trains_longer_only_when_asked(tmp_path, write_recipe, cli):
     path = write_recipe(_small(epochs=2, batch_size=8, scheduler={"name": "cosine"}))
     run = train(recipes=[str(path)], overrides=[], output_dir=str(tmp_path / "runs"), name="r")
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["counters"]["epoch"] == 2
     result = cli("train", "--resume", run)  # nothing asked: nothing to do, nothing touched
     assert result.exit_code == 2
     assert "already trained 2 of 2 epochs" in result.output and "training.epochs=3" in result.output
@@ -174,7 +176,7 @@ def test_a_finished_run_trains_longer_only_when_asked(tmp_path, write_recipe, cl
     assert lrs[1] == pytest.approx(0.0, abs=1e-9)
     assert lrs[2] == pytest.approx(0.02 * (1 + math.cos(math.pi * 3 / 4)) / 2, rel=1e-6)
     assert lrs[3] == pytest.approx(0.0, abs=1e-9)
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["counters"]["epoch"] == 4
     assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["epochs"] == 4
 
 
@@ -184,8 +186,8 @@ def test_early_stopping_after_patience_validations_without_improvement(tmp_path,
     run = train(recipes=[str(path)], overrides=[], output_dir=str(tmp_path / "runs"), name="es")
     assert [row["epoch"] for row in _rows(run)] == ["1", "2", "3"]
     assert "early stopping: top1 did not improve for 2 validations" in (run / "train.log").read_text()
-    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 1
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 3
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["counters"]["epoch"] == 1
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["counters"]["epoch"] == 3
 
 
 def test_a_forwarded_copy_of_a_signal_does_not_cancel_the_orderly_stop(monkeypatch):
@@ -195,8 +197,9 @@ def test_a_forwarded_copy_of_a_signal_does_not_cancel_the_orderly_stop(monkeypat
         os.kill(os.getpid(), signal.SIGINT)  # torchrun passing the same on
         assert stop.received == signal.SIGINT
         time.sleep(0.6)
-        with pytest.raises(KeyboardInterrupt):  # a later one: stop at once
-            os.kill(os.getpid(), signal.SIGTERM)
+        stop.phase = "validation after epoch 2"
+        with pytest.raises(Interrupted, match="second SIGTERM during validation after epoch 2; no checkpoint"):
+            os.kill(os.getpid(), signal.SIGTERM)  # a later one: stop at once
             time.sleep(0.1)
 
 

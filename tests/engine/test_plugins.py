@@ -6,6 +6,8 @@ import csv
 import sys
 import textwrap
 
+import yaml
+
 from tests.conftest import tiny_classification_recipe
 from trainer.commands.train import train
 
@@ -38,3 +40,58 @@ def test_train_with_a_custom_loss(tmp_path, write_recipe, monkeypatch):
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert float(rows[0]["train/squared_margin_loss/sq"]) > 0
     sys.modules.pop("my_plugin_loss", None)
+
+
+README_LOSS = textwrap.dedent('''
+    from torch import nn
+    from trainer.registry import LOSSES
+
+    @LOSSES.register("{name}", heads={{"classification": ("fc",)}})
+    class MyLoss(nn.Module):
+        def __init__(self, *, margin: float = 1.0):
+            super().__init__()
+            self.margin = margin
+
+        def forward(self, *, logits, labels):
+            return {{"hinge": (self.margin - logits.gather(1, labels[:, None])).clamp(min=0).mean()}}
+''')
+
+
+def _recipe_importing(module: str, criterion: str) -> dict:
+    recipe = tiny_classification_recipe(imports=[module])
+    recipe["model"]["losses"] = [{"criterion": criterion, "margin": 0.5}]
+    return recipe
+
+
+def test_the_readme_example_beside_the_recipe_works_from_another_folder(tmp_path, cli, monkeypatch):
+    """README "Extending": my_losses.py beside the recipe, `imports: [my_losses]`, run from elsewhere."""
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "readme_losses.py").write_text(README_LOSS.format(name="readme_loss"))
+    path = tmp_path / "project" / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe_importing("readme_losses", "readme_loss")))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = cli("check", path)
+    assert result.exit_code == 0, result.output
+    assert "loss/readme_loss/hinge" in result.output
+
+
+def test_a_module_in_the_working_folder_is_found(tmp_path, cli, monkeypatch):
+    (tmp_path / "cwd_losses.py").write_text(README_LOSS.format(name="cwd_loss"))
+    (tmp_path / "recipes").mkdir()
+    path = tmp_path / "recipes" / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe_importing("cwd_losses", "cwd_loss")))
+    monkeypatch.chdir(tmp_path)
+    result = cli("check", path)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_missing_module_names_the_folders_searched(tmp_path, cli, monkeypatch):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe_importing("no_such_module_anywhere", "cross_entropy")))
+    monkeypatch.chdir(tmp_path)
+    result = cli("check", path)
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "imports[0]: cannot import 'no_such_module_anywhere': no module named 'no_such_module_anywhere'" in output
+    assert str(tmp_path) in output

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests.conftest import ROOT, tiny_classification_recipe
 from trainer.commands.train import train
@@ -28,10 +29,12 @@ def _recipe() -> dict:
     return recipe
 
 
-def _start(path: Path, output: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "trainer", "train", str(path), "--output-dir", str(output), "--name", "cut"]
+def _start(path: Path, output: Path, *overrides: str, own_group: bool = False) -> subprocess.Popen:
+    command = [sys.executable, "-m", "trainer", "train", str(path), *overrides, "--output-dir", str(output),
+               "--name", "cut"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=own_group)
 
 
 def _wait_for_epochs(run_dir: Path, count: int, process: subprocess.Popen) -> None:
@@ -47,27 +50,43 @@ def _wait_for_epochs(run_dir: Path, count: int, process: subprocess.Popen) -> No
 def _assert_same_weights(expected_run: Path, got_run: Path) -> None:
     expected = load_checkpoint(expected_run / "checkpoints" / "last.pt")
     got = load_checkpoint(got_run / "checkpoints" / "last.pt")
-    assert got["epoch"] == expected["epoch"] == 3
+    assert got["counters"]["epoch"] == expected["counters"]["epoch"] == 3
     for part in ("model", "ema"):
         assert expected[part].keys() == got[part].keys()
         for key in expected[part]:
             torch.testing.assert_close(got[part][key], expected[part][key], rtol=0, atol=0, msg=f"{part}.{key}")
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """The recipe and its run trained without a stop (in this process, no DataLoader workers)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe(), sort_keys=False))
+    return path, train(recipes=[str(path)], overrides=[], output_dir=str(folder / "runs"), name="full")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_resume_equals_uninterrupted(tmp_path, write_recipe, stop):
-    path = write_recipe(_recipe())
-    full = train(recipes=[str(path)], overrides=[], output_dir=str(tmp_path / "runs"), name="full")
-    process = _start(path, tmp_path / "runs")
+@pytest.mark.parametrize("stop, to_group", [(signal.SIGTERM, False), (signal.SIGKILL, False), (signal.SIGTERM, True)],
+                         ids=["sigterm", "sigkill", "sigterm-to-the-process-group"])
+def test_resume_equals_uninterrupted(tmp_path, uninterrupted, stop, to_group):
+    """The group case is Slurm's scancel or `kill -- -PGID`: the DataLoader worker gets the signal too
+    (and ignores it), the main process stops in order."""
+    path, full = uninterrupted
+    workers = ["environment.num_workers=1"] if to_group else []
+    process = _start(path, tmp_path / "runs", *workers, own_group=to_group)
     run_dir = tmp_path / "runs" / "cut"
     _wait_for_epochs(run_dir, 1, process)
-    process.send_signal(stop)
+    if to_group:
+        os.killpg(process.pid, stop)
+    else:
+        process.send_signal(stop)
     output = process.communicate(timeout=120)[0]
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert checkpoint["epoch"] < 3, "the run finished before the signal arrived"
+    assert checkpoint["counters"]["epoch"] < 3, "the run finished before the signal arrived"
     if stop == signal.SIGTERM:
-        assert process.returncode == 1
+        assert process.returncode == 1, output
+        assert "Traceback" not in output and "killed by signal" not in output, output
         assert f"trainer train --resume {run_dir}" in " ".join(output.split())
     resumed = train(recipes=[], overrides=[], resume=str(run_dir))
     assert resumed == run_dir

@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from trainer.components import load_builtin_components
+from trainer.models.weights import WeightsError
 from trainer.registry import BACKBONES
 
 load_builtin_components()  # every registered component gets the generic tests below
@@ -19,10 +20,16 @@ def test_expected_names_registered():
     assert set(TORCHVISION + CSP) <= set(BACKBONES.names())
 
 
+# required options of entries that have some (timm: tests/models/test_timm_backbone.py covers its families)
+EXAMPLE_OPTIONS = {"timm": {"model_name": "resnet18"}}
+
+
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_forward_backward_shapes(name):
+    if name == "timm":
+        pytest.importorskip("timm")
     torch.manual_seed(0)
-    backbone = BACKBONES.get(name)()
+    backbone = BACKBONES.get(name)(**EXAMPLE_OPTIONS.get(name, {}))
     x = torch.randn(2, 3, 32, 64, requires_grad=True)
     features = backbone(x)
     assert isinstance(features, list)
@@ -77,23 +84,28 @@ def test_pretrained_loads_own_and_prefixed_state_dicts(tmp_path):
     for p in source.parameters():
         torch.nn.init.normal_(p)
     torch.save(source.state_dict(), tmp_path / "own.pth")
-    torch.save({"model": {f"backbone.backbone.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ckpt.pth")
+    torch.save({"model": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ckpt.pth")
     for file in ("own.pth", "ckpt.pth"):
         loaded = BACKBONES.get("cspdarknet_nano")(pretrained=str(tmp_path / file))
         for key, value in source.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), (file, key)
+    # official YOLOX layout (backbone.backbone.*): BGR input channels of the stem, reordered to RGB
+    torch.save({"model": {f"backbone.backbone.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "yolox.pth")
+    loaded = BACKBONES.get("cspdarknet_nano")(pretrained=str(tmp_path / "yolox.pth")).eval()
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), source.eval()(x.flip(1)), rtol=1e-3, atol=1e-3)  # large activations
 
 
 def test_pretrained_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pretrained weights file not found"):
+    with pytest.raises(WeightsError, match="nope.pth: no such file"):
         BACKBONES.get("resnet18")(pretrained=str(tmp_path / "nope.pth"))
 
 
 def test_pretrained_wrong_architecture_is_a_clear_error(tmp_path):
     path = tmp_path / "r34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
-    with pytest.raises(ValueError, match="do not match.*unexpected"):
+    with pytest.raises(WeightsError, match="do not fit.*unexpected.*layer1.2"):
         BACKBONES.get("resnet18")(pretrained=str(path))
     torch.save({"foo": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(WeightsError, match="no tensor fits CSPDarknet.*'foo' .closest expected"):
         BACKBONES.get("cspdarknet_s")(pretrained=str(path))

@@ -8,15 +8,33 @@ import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 
-import trainer.models.heads.anchor_decoupled
-import trainer.models.heads.anchor_free_decoupled  # noqa: F401
+from torchvision.ops import box_convert
+
+from trainer.models.heads import anchor_decoupled, anchor_free_decoupled
 from trainer.registry import HEADS
-from trainer.tasks.detection_postprocess import (
-    decode_retinanet,
-    decode_yolox,
-    detections_from_outputs,
-    postprocess_detections,
-)
+from trainer.tasks.detection_postprocess import detections_from_outputs, postprocess_detections
+
+
+def decode_retinanet(rel: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    return anchor_decoupled.AnchorDecoupledHead.decode(
+        {"box_regression": rel, "anchors": anchors, "cls_logits": torch.zeros(*rel.shape[:-1], 1)}
+    )[0]
+
+
+def decode_yolox(raw: torch.Tensor, grid: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    outputs = {"box_preds": raw, "grid_xy": grid, "strides": strides, "obj_logits": torch.zeros(raw.shape[:-1]),
+               "cls_logits": torch.zeros(*raw.shape[:-1], 1)}
+    return anchor_free_decoupled.AnchorFreeDecoupledHead.decode(outputs)[0]
+
+
+def test_yolox_decode_is_the_loss_decode_in_corner_form():
+    """One YOLOX decoding: the head's XYXY boxes are the loss's cx cy w h boxes, bit for bit."""
+    torch.manual_seed(5)
+    raw, grid, strides = torch.randn(2, 30, 4), torch.randint(0, 20, (30, 2)).float(), torch.full((30,), 16.0)
+    centre_size = anchor_free_decoupled.decode_boxes(box_preds=raw, grid_xy=grid, strides=strides)
+    assert torch.equal(decode_yolox(raw, grid, strides), box_convert(centre_size, "cxcywh", "xyxy"))
+    half = torch.exp(raw[..., 2:]) * strides[:, None] / 2  # the former postprocess formula
+    assert torch.equal(decode_yolox(raw, grid, strides)[..., :2], centre_size[..., :2] - half)
 
 
 def _random_boxes(n: int, size: float = 200.0) -> torch.Tensor:

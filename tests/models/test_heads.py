@@ -96,14 +96,16 @@ def _torchvision_anchors(features: list[torch.Tensor], size: tuple[int, int]) ->
 
 @pytest.mark.parametrize("size", [(96, 160), (200, 136), (512, 512)])
 def test_retinanet_anchors_equal_torchvision(size):
-    head = HEADS.get("anchor_decoupled")(in_channels=[32] * 5, in_strides=RETINA_STRIDES, num_classes=2)
+    head = HEADS.get("anchor_decoupled")(in_channels=[32] * 5, in_strides=RETINA_STRIDES, num_classes=2,
+                                         anchor_scale=4.0)  # torchvision's sizes (the default follows the input)
     features = _features([32] * 5, RETINA_STRIDES, size, batch=1)
     anchors = head(features, image_size=size)["anchors"]
     torch.testing.assert_close(anchors, _torchvision_anchors(features, size))
 
 
 def test_retinanet_anchors_follow_the_input_size():
-    head = HEADS.get("anchor_decoupled")(in_channels=[32] * 5, in_strides=RETINA_STRIDES, num_classes=2)
+    head = HEADS.get("anchor_decoupled")(in_channels=[32] * 5, in_strides=RETINA_STRIDES, num_classes=2,
+                                         anchor_scale=4.0)  # torchvision's sizes (the default follows the input)
     first = head(_features([32] * 5, RETINA_STRIDES, (512, 512), batch=1), image_size=(512, 512))["anchors"]
     features = _features([32] * 5, RETINA_STRIDES, (256, 384), batch=1)
     second = head(features, image_size=(256, 384))["anchors"]

@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from trainer.models.full.pidnet import PIDNet, load_pretrained
+from trainer.models.full.pidnet import PIDNet
+from trainer.models.weights import WeightsError, load_weights
 from trainer.registry import FULL_MODELS
 
 
@@ -91,27 +92,33 @@ def test_pretrained_round_trip_and_formats(tmp_path) -> None:
         "state_dict": {**{f"model.{k}": v for k, v in source.state_dict().items()}, "sem_loss.w": torch.ones(3)}
     }
     torch.save(official, tmp_path / "official.pth")
-    report = load_pretrained(PIDNet(num_classes=3), tmp_path / "official.pth")
-    assert report["loaded"] == report["model_tensors"]
+    report = load_weights(PIDNet(num_classes=3), tmp_path / "official.pth", strict=False)
+    assert len(report.loaded) == len([k for k in source.state_dict() if not k.endswith("num_batches_tracked")])
+    assert not report.reinitialised
+    assert report.left_out == ("sem_loss.w",) and "PIDNet" in report.format
 
 
 def test_pretrained_backbone_subset_and_other_class_count(tmp_path, caplog) -> None:
     source = PIDNet(num_classes=19)
     backbone = {k: v for k, v in source.state_dict().items() if k.startswith(("conv1.", "layer1.", "layer2."))}
     torch.save({"state_dict": backbone}, tmp_path / "imagenet.pth")
-    with caplog.at_level(logging.WARNING):
-        report = load_pretrained(PIDNet(num_classes=19), tmp_path / "imagenet.pth")
-    assert report["loaded"] == len(backbone) < report["model_tensors"]
-    assert f"loaded {len(backbone)} of" in caplog.text
+    with caplog.at_level(logging.INFO):
+        PIDNet(num_classes=19, pretrained=str(tmp_path / "imagenet.pth"))
+    weights = [k for k in source.state_dict() if not k.endswith("num_batches_tracked")]
+    loaded = [k for k in backbone if not k.endswith("num_batches_tracked")]
+    assert f"loaded {len(loaded)} of {len(weights)} tensors; re-initialised {len(weights) - len(loaded)}" in caplog.text
     torch.save(source.state_dict(), tmp_path / "city.pt")
-    report = load_pretrained(PIDNet(num_classes=7), tmp_path / "city.pt")
-    assert report["shape_mismatch"] == 4  # final_layer and seghead_p classifiers (weight, bias)
-    assert report["loaded"] == report["model_tensors"] - 4
+    report = load_weights(PIDNet(num_classes=7), tmp_path / "city.pt", strict=False)
+    # final_layer and seghead_p classifiers (weight, bias) keep their initial values
+    assert sorted(report.reinitialised) == [
+        "final_layer.conv2.bias", "final_layer.conv2.weight", "seghead_p.conv2.bias", "seghead_p.conv2.weight"
+    ]
+    assert len(report.loaded) == len(weights) - 4
 
 
 def test_pretrained_errors(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(WeightsError, match="no such file"):
         PIDNet(num_classes=2, pretrained=str(tmp_path / "missing.pt"))
     torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="no tensor matches"):
+    with pytest.raises(WeightsError, match="no tensor fits PIDNet.*closest expected"):
         PIDNet(num_classes=2, pretrained=str(tmp_path / "other.pt"))

@@ -103,7 +103,7 @@ def test_component_options_carry_types_and_defaults(validator):
     schema = validator.schema
     yolox = next(branch["then"] for branch in schema["definitions"]["loss"]["allOf"]
                  if branch["if"].get("properties", {}).get("criterion", {}).get("const") == "yolox_loss")
-    assert yolox["properties"]["l1_activate_epoch"] == {"type": ["integer", "null"], "default": None}
+    assert yolox["properties"]["l1_activate_epoch"] == {"type": ["integer", "null"], "minimum": 0, "default": None}
     neck = schema["definitions"]["neck"]
     assert "in_channels" not in json.dumps(neck)  # filled in by the trainer, not the recipe
     assert schema["properties"]["base"]

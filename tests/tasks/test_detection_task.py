@@ -190,22 +190,29 @@ def test_evaluator_no_detections_is_zero(task):
     assert isinstance(task.report(evaluator), Table)
 
 
-def test_predict_maps_boxes_back_to_the_source_image(task):
+def test_prediction_writer_maps_boxes_back_to_the_source_image(task, tmp_path):
+    import json
+
+    from trainer.tasks.predictions import PredictedImage
+
     outputs = {
         "anchors": torch.tensor([[10.0, 20.0, 30.0, 40.0]]),
-        "box_regression": torch.zeros(1, 1, 4),
-        "cls_logits": torch.tensor([[[-9.0, 3.0]]]),
+        "box_regression": torch.zeros(2, 1, 4),
+        "cls_logits": torch.tensor([[[-9.0, 3.0]], [[-9.0, 3.0]]]),
     }
-    post = PostprocessConfig(score_threshold=0.1)
-    (plain,) = task.predict(outputs=outputs, image_size=(64, 64), postprocess=post)
-    assert plain["boxes"] == [[10.0, 20.0, 30.0, 40.0]] and plain["labels"] == [1]
-    assert plain["scores"][0] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
-    # letterboxed 128x256 (H x W) -> 32x64 content in a 64x64 input: scale 1/4 both ways
-    (boxed,) = task.predict(
-        outputs=outputs, image_size=(64, 64), postprocess=post, orig_sizes=torch.tensor([[128, 256]])
-    )
-    assert boxed["boxes"] == [[40.0, 80.0, 120.0, 128.0]]  # y2 160 clipped to the image height
-    (resized,) = task.predict(
-        outputs=outputs, image_size=(64, 64), postprocess=post, orig_sizes=torch.tensor([[128, 256]]), letterboxed=False
-    )
-    assert resized["boxes"] == [[40.0, 40.0, 120.0, 80.0]]
+    source = torch.zeros(3, 128, 256, dtype=torch.uint8)
+    items = [  # letterboxed 128x256 -> 32x64 content in a 64x64 input; resized -> the full 64x64 input
+        PredictedImage(index=0, path=tmp_path / "a.png", name="a", tensor=torch.zeros(3, 64, 64), region=(0, 0, 64, 32),
+                       image=source),
+        PredictedImage(index=1, path=tmp_path / "b.png", name="b", tensor=torch.zeros(3, 64, 64), region=(0, 0, 64, 64),
+                       image=source),
+    ]
+    writer = task.prediction_writer(out_dir=tmp_path, class_names=["a", "b"],
+                                    postprocess=PostprocessConfig(score_threshold=0.1), top_k=5, draw_threshold=0.3)
+    lines = writer.add(items, outputs)
+    writer.finish()
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert [r["bbox"] for r in records] == [[40.0, 80.0, 80.0, 48.0], [40.0, 40.0, 80.0, 40.0]]  # y2 clipped
+    assert [r["category_id"] for r in records] == [1, 1] and len(lines) == 2
+    assert records[0]["score"] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=1e-5)
+    assert (tmp_path / "images" / "a.png").is_file() and (tmp_path / "images.json").is_file()

@@ -16,37 +16,26 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from trainer.cli_options import output_file_problem, write_output_file
 from trainer.components import load_builtin_components
-from trainer.recipe.components import constructor_hints, constructor_parameters
+from trainer.recipe import RecipeError, RecipeIssue
 from trainer.recipe.field_docs import COMPONENT_HELP, EXTRA_KEYS_HELP, FIELD_HELP
 from trainer.recipe.schema import Recipe
-from trainer.registry import (
-    BACKBONES,
-    DATASETS,
-    FULL_MODELS,
-    HEADS,
-    LOSSES,
-    NECKS,
-    OPTIMIZERS,
-    SCHEDULERS,
-    TRANSFORMS,
-    Registry,
-)
+from trainer.registry import REGISTRIES, Registry
 
 DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "recipes.md"
 
-# (title, registry, where it goes in a recipe, options the trainer fills in itself)
-COMPONENT_KINDS: tuple[tuple[str, Registry, str, tuple[str, ...]], ...] = (
-    ("Datasets", DATASETS, "`data.format`; options under `data.train` / `data.val`", ("task", "split")),
-    ("Transforms", TRANSFORMS, "entries of `augmentation.train` / `augmentation.val`", ()),
-    ("Backbones", BACKBONES, "`model.architecture.backbone`", ()),
-    ("Necks", NECKS, "`model.architecture.neck`", ("in_channels", "in_strides")),
-    ("Heads", HEADS, "`model.architecture.head`", ("in_channels", "in_strides", "num_classes")),
-    ("Full models", FULL_MODELS, "`model.architecture.full`", ("num_classes",)),
-    ("Losses", LOSSES, "entries of `model.losses` (`criterion:`)", ()),
-    ("Optimizers", OPTIMIZERS, "`training.optimizer`", ("params",)),
-    ("Schedulers", SCHEDULERS, "`training.scheduler`", ("optimizer", "steps_per_epoch", "epochs")),
-)
+
+def where_used(registry: Registry) -> str:
+    """Where a registry's entries go in a recipe, from its declaration (`recipe_paths`, `name_key`, `name_at`)."""
+    listed = " / ".join(f"`{path.removesuffix('[]')}`" for path in registry.recipe_paths)
+    if registry.name_at is not None:
+        return f"`{registry.name_at}`; options under {listed}"
+    if all(path.endswith("[]") for path in registry.recipe_paths):
+        key = f" (`{registry.name_key}:`)" if registry.name_key != "name" else ""
+        return f"entries of {listed}{key}"
+    return listed
+
 
 HEADER = """\
 # Recipe reference
@@ -67,6 +56,15 @@ PowerShell), or `trainer --show-completion` to print the script.
 """
 
 
+def constraint_text(constraint: Any) -> str:
+    """A constraint of trainer/constraints.py in words (`> 0`, `in [0, 1)`, `one of a, b`); '' for other metadata."""
+    if hasattr(constraint, "describe"):
+        return constraint.describe()
+    if hasattr(constraint, "values"):
+        return "one of " + ", ".join(map(str, constraint.values))
+    return getattr(constraint, "text", "")
+
+
 def type_name(annotation: Any) -> str:
     """A short, readable name of a type annotation: `int`, `list[float]`, `str or null`."""
     if annotation is type(None):
@@ -74,6 +72,8 @@ def type_name(annotation: Any) -> str:
     if annotation is Any:
         return "any"
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # a constraint declared next to the option: `float > 0`, `float in [0, 1)`
+        return " ".join([type_name(args[0]), *(constraint_text(meta) for meta in annotation.__metadata__)]).strip()
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(arg) for arg in args)
     if origin in (list, tuple):
@@ -152,17 +152,16 @@ def _own_doc(component: Any) -> str:
     return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
-def _options(component: Any, injected: tuple[str, ...]) -> list[str]:
-    hints = constructor_hints(component)
+def _options(registry: Registry, name: str) -> list[str]:
+    """The options a recipe may write (the trainer-filled arguments left out), with types and defaults."""
+    hints = registry.hints(name)
     parts = []
-    for name, parameter in constructor_parameters(component).items():
-        if name in injected:
-            continue
-        type_text = type_name(hints[name]) if name in hints else "any"
+    for option, parameter in registry.options(name).items():
+        type_text = type_name(hints[option]) if option in hints else "any"
         if parameter.default is inspect.Parameter.empty:
-            parts.append(f"`{name}` ({_cell(type_text)}, required)")
+            parts.append(f"`{option}` ({_cell(type_text)}, required)")
         else:
-            parts.append(f"`{name}` ({_cell(type_text)}) = `{_cell(yaml_value(parameter.default))}`")
+            parts.append(f"`{option}` ({_cell(type_text)}) = `{_cell(yaml_value(parameter.default))}`")
     return parts
 
 
@@ -171,10 +170,10 @@ def _components_section() -> list[str]:
              ("Each named component is `{name: <name>, <option>: value, ...}` (losses: `criterion:`). The options "
               "are the constructor's keyword arguments, checked against its signature; `trainer list` shows what is "
               "registered, including components from a recipe's `imports`.")]
-    for title, registry, where, injected in COMPONENT_KINDS:
+    for registry in REGISTRIES.values():
         names = [name for name in registry.names() if registry.get(name).__module__.startswith("trainer.")]
-        lines += ["", f"### {title}", "", f"Used in {where}.", "", "| name | options | description |",
-                  "| --- | --- | --- |"]
+        lines += ["", f"### {registry.title}", "", f"Used in {where_used(registry)}.", "",
+                  "| name | options | description |", "| --- | --- | --- |"]
         for name in names:
             component = registry.get(name)
             description = _own_doc(component) or COMPONENT_HELP.get(f"{registry.kind}/{name}", "")
@@ -184,7 +183,7 @@ def _components_section() -> list[str]:
             if meta.get("heads"):
                 heads = "; ".join(f"{task}: {', '.join(h)}" for task, h in meta["heads"].items())
                 description += f" Heads: {heads}."
-            options = ", ".join(_options(component, injected)) or "none"
+            options = ", ".join(_options(registry, name)) or "none"
             lines.append(f"| `{name}` | {options} | {_cell(description.strip())} |")
     return lines
 
@@ -195,13 +194,15 @@ def recipe_docs() -> str:
     return HEADER + "\n" + "\n".join(_recipe_section() + [""] + _components_section()) + "\n"
 
 
-def docs_command(*, out: str | None = None, check: bool = False) -> tuple[str, bool]:
-    """(text, up to date): writes `out` unless `check`; with `check`, compares with `out` (default docs/recipes.md)."""
+def docs_command(*, out: str | None = None, check: bool = False, force: bool = False) -> tuple[str, bool]:
+    """(text, up to date): writes `out` unless `check` (an existing file only with `force`); with `check`,
+    compares with `out` (default docs/recipes.md)."""
+    if out is not None and not check and (problem := output_file_problem(out, force=force)) is not None:
+        raise RecipeError([RecipeIssue((), problem, where="--out")])
     text = recipe_docs()
     if check:
         path = Path(out) if out is not None else DOCS_PATH
         return text, path.is_file() and path.read_text(encoding="utf-8") == text
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        write_output_file(out, text, force=force)
     return text, True

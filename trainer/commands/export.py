@@ -1,4 +1,4 @@
-"""`trainer export RUN_DIR|CHECKPOINT --format onnx|torchscript [--out FILE]`.
+"""`trainer export RUN_DIR|CHECKPOINT --format onnx|torchscript [--out FILE] [--force]`.
 
 The exported model takes `images`: float32 (B, 3, H, W) RGB pixel values 0..255, already through
 the recipe's val geometry (resize / letterbox; H, W as printed), and applies the recipe's
@@ -11,6 +11,10 @@ the graph (see trainer/tasks/detection_postprocess.py).
 After writing, the file is loaded back (onnxruntime, or torch.jit.load) and run on a random batch
 of 2 (the export traced batch 1, so this also checks the dynamic batch); the command fails when
 an output differs from PyTorch by more than 1e-3 x max(1, max |output|).
+
+The input size is what the recipe's val transforms make of an image of the data's size (the
+`image_size` of the val data set, else the size of the last fixed-size val transform); `--image-size`
+overrides it. FILE and its sidecar are checked before any work and never overwritten without `--force`.
 """
 
 from __future__ import annotations
@@ -24,15 +28,16 @@ import torch
 from torch import nn
 from torchvision import tv_tensors
 
-from trainer.commands.predict import TrainedModel, load_trained
+from trainer.engine.inference import TrainedModel, load_trained, usage_error
+from trainer.engine.output_paths import output_file
 from trainer.engine.reporting import console
-from trainer.recipe import RecipeError, RecipeIssue
+from trainer.ops import normalize_images
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 TOLERANCE = 1e-3
 OPSET = 17
-DEFAULT_SIZE = 640
+FIXED_SIZE_TRANSFORMS = ("letterbox", "resize", "random_resized_crop", "center_crop", "random_crop")
 
 
 class ExportFailed(Exception):
@@ -46,16 +51,12 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.model = model
         self.names = list(names)
-        self.register_buffer("scale", 1.0 / (255.0 * std.reshape(1, -1, 1, 1).float()))
-        self.register_buffer("shift", (mean / std).reshape(1, -1, 1, 1).float())
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(images * self.scale - self.shift)
+        outputs = self.model(normalize_images(images / 255.0, mean=self.mean, std=self.std))
         return tuple(outputs[name] for name in self.names)
-
-
-def _usage(message: str, where: str) -> RecipeError:
-    return RecipeError([RecipeIssue((), message, where=where)])
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -66,7 +67,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 8:
-        raise _usage(f"--image-size takes S or H,W (pixels, at least 8), got '{text}'", "--image-size")
+        raise usage_error(f"--image-size takes S or H,W (pixels, at least 8), got '{text}'", "--image-size")
     return (values[0], values[-1])
 
 
@@ -74,21 +75,27 @@ def input_size(trained: TrainedModel, override: tuple[int, int] | None) -> tuple
     """(H, W) of the network input: the val transforms applied to an image of the data's size."""
     if override is not None:
         return override
-    recipe = trained.recipe
-    size = dict(recipe.data.val).get("image_size", DEFAULT_SIZE)
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[-1]))
+    height, width = _data_size(trained)
     image = tv_tensors.Image(torch.zeros(3, height, width, dtype=torch.uint8))
     out = trained.transform(image)
     return int(out.shape[-2]), int(out.shape[-1])
 
 
+def _data_size(trained: TrainedModel) -> tuple[int, int]:
+    """(H, W) of the images fed to the val transforms: the val data set's `image_size`, else the size of the
+    last fixed-size val transform (the output size then does not depend on it)."""
+    size = dict(trained.recipe.data.val).get("image_size")
+    for entry in reversed(list(trained.recipe.augmentation.val)):
+        if size is None and entry.get("name") in FIXED_SIZE_TRANSFORMS and entry.get("size") is not None:
+            size = entry["size"]
+    if size is None:
+        raise usage_error("cannot tell the input size from the recipe's data.val or augmentation.val; "
+                          "give --image-size", "--image-size")
+    return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
+
+
 def _normalisation(trained: TrainedModel) -> tuple[torch.Tensor, torch.Tensor]:
     return trained.normalizer.mean.reshape(-1).cpu(), trained.normalizer.std.reshape(-1).cpu()
-
-
-def default_out(trained: TrainedModel, fmt: str) -> Path:
-    folder = trained.run_dir / "export" if trained.run_dir is not None else Path(".")
-    return folder / f"{trained.checkpoint_path.stem}{SUFFIX[fmt]}"
 
 
 def _check(name: str, reference: torch.Tensor, exported: np.ndarray) -> float:
@@ -150,19 +157,39 @@ def run_torchscript(path: Path, images: torch.Tensor) -> list[np.ndarray]:
     return [output.numpy() for output in outputs]
 
 
+def _checked_out(*, target: str, checkpoint: str | None, fmt: str, out: str | None, force: bool) -> Path:
+    """--out, else `<run>/export/<checkpoint stem><suffix>` (or in the working folder), with its sidecar
+    checked: writable, and not overwritten without --force."""
+    path = Path(out) if out is not None else None
+    if path is None:
+        source = Path(target)
+        run_dir = source if source.is_dir() else (source.parent.parent if source.parent.name == "checkpoints" else None)
+        if checkpoint is not None or not source.is_dir():
+            stem = Path(checkpoint or target).stem
+        else:
+            stem = "best" if (source / "checkpoints" / "best.pt").is_file() else "last"
+        folder = run_dir / "export" if run_dir is not None and (run_dir / "recipe.yaml").is_file() else Path(".")
+        path = folder / f"{stem}{SUFFIX[fmt]}"
+    output_file(path, option="--out", force=force)
+    output_file(path.with_name(path.name + ".json"), option="--out", force=force)
+    return path
+
+
 def export_command(
     *, target: str, fmt: str, out: str | None = None, image_size: str | None = None, checkpoint: str | None = None,
+    force: bool = False,
 ) -> Path:
     if fmt not in FORMATS:
-        raise _usage(f"unknown format '{fmt}' (choices: {', '.join(FORMATS)})", "--format")
+        raise usage_error(f"unknown format '{fmt}' (choices: {', '.join(FORMATS)})", "--format")
+    requested_size = _parse_size(image_size)
+    path = _checked_out(target=target, checkpoint=checkpoint, fmt=fmt, out=out, force=force)
     trained = load_trained(target, device="cpu", checkpoint=checkpoint)
-    size = input_size(trained, _parse_size(image_size))
+    size = input_size(trained, requested_size)
     mean, std = _normalisation(trained)
     with torch.no_grad():
         names = list(trained.model(torch.zeros(1, 3, *size)))
     wrapper = ExportWrapper(trained.model, mean=mean, std=std, names=names).eval()
     batched = _batched(wrapper, size)
-    path = Path(out) if out is not None else default_out(trained, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randint(0, 256, (1, 3, *size), generator=torch.Generator().manual_seed(0)).float()
     (export_onnx(wrapper, example, path, batched) if fmt == "onnx" else export_torchscript(wrapper, example, path))
@@ -174,7 +201,7 @@ def export_command(
     exported = run_onnx(path, images) if fmt == "onnx" else run_torchscript(path, images)
     worst = max(_check(name, ref, got) for name, ref, got in zip(names, reference, exported))
     metadata = {
-        "format": fmt, "task": trained.task, "checkpoint": str(trained.checkpoint_path),
+        "format": fmt, "task": trained.recipe.task, "checkpoint": str(trained.checkpoint_path),
         "input": {"name": "images", "shape": ["batch", 3, size[0], size[1]], "dtype": "float32",
                   "pixels": "RGB 0..255 after the val resize/letterbox; normalisation is inside the model",
                   "mean": mean.tolist(), "std": std.tolist()},
@@ -183,6 +210,6 @@ def export_command(
     }
     sidecar = path.with_name(path.name + ".json")
     sidecar.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
-    console.print(f"exported {trained.task} model to {path} ({fmt}; outputs {', '.join(names)}; "
+    console.print(f"exported {trained.recipe.task} model to {path} ({fmt}; outputs {', '.join(names)}; "
                   f"max |difference| {worst:.2e}); details in {sidecar}", soft_wrap=True, markup=False)
     return path

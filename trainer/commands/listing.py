@@ -1,4 +1,4 @@
-"""`trainer list [kind]`: the names each registry holds."""
+"""`trainer list [kind]`: the names each registry holds (kinds without entries are left out)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ from trainer.recipe import RecipeError, RecipeIssue
 from trainer.registry import REGISTRIES, closest_name
 
 
+def listed_names(kind: str) -> str:
+    """The cell of one kind; `models` also names the backbones (a model is a backbone or a full model)."""
+    names = ", ".join(REGISTRIES[kind].names())
+    if kind == "models":
+        return f"backbones: {', '.join(REGISTRIES['backbones'].names())}\nfull: {names}"
+    return names or "(none registered)"
+
+
 def list_command(kind: str | None) -> None:
     load_builtin_components()
     if kind is not None and kind not in REGISTRIES:
@@ -17,14 +25,10 @@ def list_command(kind: str | None) -> None:
         hint = f"; did you mean '{suggestion}'?" if suggestion else ""
         raise RecipeError([RecipeIssue((), f"unknown kind '{kind}'{hint} (kinds: {', '.join(REGISTRIES)})",
                                        where="trainer list")])
-    kinds = [kind] if kind else list(REGISTRIES)
+    kinds = [kind] if kind else [name for name, registry in REGISTRIES.items() if len(registry)]
     table = Table(title="registered components")
     table.add_column("kind")
     table.add_column("names")
     for name in kinds:
-        if name == "models":
-            table.add_row("models", "backbones: " + ", ".join(REGISTRIES["backbones"].names())
-                          + "\nfull: " + ", ".join(REGISTRIES["models"].names()))
-        else:
-            table.add_row(name, ", ".join(REGISTRIES[name].names()))
+        table.add_row(name, listed_names(name))
     console.print(table)

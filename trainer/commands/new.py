@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import inspect
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trainer.cli_options import output_file_problem, write_output_file
 from trainer.components import load_builtin_components
 from trainer.recipe import RecipeError, RecipeIssue
-from trainer.recipe.components import constructor_parameters
 from trainer.recipe.load import Locations, parse_yaml_value
 from trainer.recipe.schema import TASKS
 from trainer.recipe.validate import validate_raw_recipe
@@ -30,12 +29,15 @@ from trainer.registry import (
     NECKS,
     OPTIMIZERS,
     SCHEDULERS,
+    Registry,
     UnknownNameError,
     closest_name,
 )
+from trainer.tasks import task_class
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "detection": "yolox_loss", "segmentation": "pidnet_loss"}
 DEFAULT_BACKBONE = "resnet18"
+HEADS_WRITTEN_OUT = ("seg_head",)  # written in the template although the losses imply them
 BACKBONE_FOR_HEAD = {"anchor_free_decoupled": "cspdarknet_nano"}
 NECK_FOR_HEAD = {
     "anchor_free_decoupled": {"name": "pafpn"},
@@ -64,13 +66,10 @@ FILE_AUGMENTATION = {  # real images differ in size: bring them to one size
     "segmentation": ([{"name": "random_resized_crop", "size": 512, "scale": [0.5, 1.0]}, {"name": "hflip", "p": 0.5}],
                      [{"name": "resize", "size": [512, 512]}]),
 }
-TRAINING = {  # epochs, batch size, optimizer, scheduler
-    "classification": (5, 16, {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5.0e-4, "nesterov": True},
-                       {"name": "cosine", "warmup_epochs": 0.5}),
-    "detection": (10, 8, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5.0e-4, "nesterov": True},
-                  {"name": "cosine", "warmup_epochs": 1}),
-    "segmentation": (10, 8, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5.0e-4},
-                     {"name": "poly", "power": 0.9}),
+TRAINING = {  # epochs, batch size, optimizer (auto: picked from task, model, batch and steps), scheduler
+    "classification": (5, 16, {"name": "auto"}, {"name": "cosine", "warmup_epochs": 0.5}),
+    "detection": (10, 8, {"name": "auto"}, {"name": "cosine", "warmup_epochs": 1}),
+    "segmentation": (10, 8, {"name": "auto"}, {"name": "poly", "power": 0.9}),
 }
 
 
@@ -83,17 +82,16 @@ def flow(value: Any) -> str:
     return yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=1000).strip()[1:-1]
 
 
-def options_comment(component: Any, *, skip: tuple[str, ...]) -> str:
-    """'options: a=1, b=null' from the constructor signature, always in step with the code."""
+def options_comment(registry: Registry, name: str) -> str:
+    """'options: a=1, b=null' from the constructor signature (less the arguments the registry declares as
+    filled in by the trainer), always in step with the code."""
     parts = []
-    for name, parameter in constructor_parameters(component).items():
-        if name in skip:
-            continue
+    for option, parameter in registry.options(name).items():
         default = parameter.default
         if default is inspect.Parameter.empty:
-            parts.append(f"{name} (required)")
+            parts.append(f"{option} (required)")
         else:
-            parts.append(f"{name}={flow(list(default) if isinstance(default, tuple) else default)}")
+            parts.append(f"{option}={flow(list(default) if isinstance(default, tuple) else default)}")
     return "options: " + (", ".join(parts) if parts else "none")
 
 
@@ -120,25 +118,21 @@ def choose_architecture(*, task: str, criterion: str, model: str | None) -> dict
     architecture = {"backbone": {"name": model or BACKBONE_FOR_HEAD.get(head, DEFAULT_BACKBONE)}}
     if head in NECK_FOR_HEAD:
         architecture["neck"] = dict(NECK_FOR_HEAD[head])
-    if task == "segmentation":
+    if head in HEADS_WRITTEN_OUT:
         architecture["head"] = {"name": head}
     return architecture
 
 
 def _architecture_lines(architecture: dict[str, dict[str, Any]], *, task: str, criterion: str) -> list[str]:
-    registries = {
-        "backbone": (BACKBONES, ()), "neck": (NECKS, ("in_channels", "in_strides")),
-        "head": (HEADS, ("in_channels", "in_strides", "num_classes")), "full": (FULL_MODELS, ("num_classes",)),
-    }
+    registries = {"backbone": BACKBONES, "neck": NECKS, "head": HEADS, "full": FULL_MODELS}
     lines = ["  architecture:"]
     for part, entry in architecture.items():
-        registry, skip = registries[part]
-        lines += _comment(f"{entry['name']} {options_comment(registry.get(entry['name']), skip=skip)}", indent=4)
+        lines += _comment(f"{entry['name']} {options_comment(registries[part], entry['name'])}", indent=4)
         lines.append(f"    {part}: {flow(entry)}")
     if "full" not in architecture and "head" not in architecture:
         head = next(h for h in LOSSES.meta(criterion)["heads"][task] if h in HEADS)
         lines += _comment(f"head: {{name: {head}}} follows from {criterion}; write it out to set options", indent=4)
-        lines += _comment(f"{head} {options_comment(HEADS.get(head), skip=registries['head'][1])}", indent=4)
+        lines += _comment(f"{head} {options_comment(HEADS, head)}", indent=4)
     return lines
 
 
@@ -147,12 +141,12 @@ def _comment(text: str, *, indent: int) -> list[str]:
 
 
 def _loss_lines(*, task: str, criterion: str) -> list[str]:
-    loss = LOSSES.get(criterion)
-    options = options_comment(loss, skip=()) + "; and weight (multiplier), name, exclude, inputs"
+    options = options_comment(LOSSES, criterion) + "; and weight (multiplier), name, exclude, inputs"
     lines = [f"    - criterion: {criterion}", *_comment(options, indent=6)]
-    ignore = constructor_parameters(loss).get("ignore_index")
-    if task == "segmentation" and ignore is not None and ignore.default != 255:
-        lines.append("      ignore_index: 255  # mask pixels of value 255 are ignored")
+    accepted = LOSSES.options(criterion)
+    for option, value in task_class(task).loss_defaults.items():  # shown where they differ from the loss's own
+        if option in accepted and accepted[option].default != value:
+            lines.append(f"      {option}: {flow(value)}  # the {task} default (also filled in when left out)")
     return lines
 
 
@@ -160,7 +154,7 @@ def _data_lines(*, task: str, data: str) -> list[str]:
     comment, train, val = DATA.get(data, ("", {}, {}))
     lines = ["data:" + (f"  # {comment}" if comment else ""), f"  format: {data}"]
     if data not in DATA:
-        lines += _comment(f"{data} {options_comment(DATASETS.get(data), skip=('task', 'split'))}", indent=2)
+        lines += _comment(f"{data} {options_comment(DATASETS, data)}", indent=2)
     lines += [f"  train: {flow(train)}", f"  val: {flow(val)}", ""]
     steps = ([{"name": "hflip", "p": 0.5}], []) if data == "shapes" else FILE_AUGMENTATION[task]
     lines.append("augmentation:  # torchvision.transforms.v2 in order; normalize (last) runs on the device")
@@ -219,10 +213,11 @@ def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, 
 
 
 def new_command(*, task: str, loss: str | None = None, model: str | None = None, data: str = "shapes",
-                out: str | None = None) -> str:
+                out: str | None = None, force: bool = False) -> str:
+    """The recipe text; also written to `out` (a new file, or an existing one with `force`)."""
+    if out is not None and (problem := output_file_problem(out, force=force)) is not None:
+        raise _usage(problem, "--out")
     text = new_recipe(task=task, loss=loss, model=model, data=data)
     if out is not None:
-        if Path(out).exists():
-            raise _usage(f"{out} exists; not overwriting it", "--out")
-        Path(out).write_text(text, encoding="utf-8")
+        write_output_file(out, text, force=force)
     return text

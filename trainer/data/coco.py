@@ -1,7 +1,10 @@
 """`coco`: detection data from a COCO instances JSON and a folder of images.
 
+- The JSON is checked by structure (`coco_parse`): a bad entry is an error naming it
+  (`instances.json: annotations[17].bbox: expected 4 numbers, got "x"`), all of them together.
 - Category ids map to contiguous class indices in order of id (`class_names` = category names),
-  or, when `class_names` is given, to the index of each category's name in that list.
+  or, when `class_names` is given (a list or a class list file), to the index of each category's
+  name in that list.
 - `bbox` [x, y, w, h] becomes XYXY pixels; boxes reaching outside the image are clipped to it and
   boxes with no area left are dropped, with one `DataWarning` per data set giving the counts.
 - Crowd annotations are kept with `iscrowd` True (the trainer drops them from training targets).
@@ -13,14 +16,16 @@
 
 from __future__ import annotations
 
-import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from trainer.data.class_names import resolve_class_names
+from trainer.data.coco_parse import CocoAnnotation, load_coco
 from trainer.data.errors import DataError, DataWarning
 from trainer.data.image_folder import read_rgb_image
 from trainer.registry import DATASETS
@@ -76,21 +81,24 @@ def build_coco_gt(
     return {"info": {}, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
 
 
-def load_json(path: Path, *, kind: str) -> dict:
-    if not path.is_file():
-        raise DataError(f"{kind}: annotation file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{kind}: {path}:{error.lineno}: invalid JSON: {error.msg}") from error
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("images"), list)
-        or not isinstance(data.get("categories"), list)
-    ):
-        raise DataError(f"{kind}: {path}: not a COCO instances file (needs 'images' and 'categories' lists)")
-    return data
+def _targets(images: list[dict], annotations: list[CocoAnnotation], *, source: str) -> tuple[list, list, list]:
+    """Per image: XYXY boxes clipped to the image (boxes with no area left dropped), labels, crowd flags."""
+    per_image: list[list[CocoAnnotation]] = [[] for _ in images]
+    for annotation in annotations:
+        per_image[annotation.image_index].append(annotation)
+    all_boxes, all_labels, all_crowd = [], [], []
+    clipped_total = dropped_total = 0
+    for image, entries in zip(images, per_image):
+        xywh = np.array([e.bbox for e in entries], dtype=np.float64).reshape(-1, 4)
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        boxes, keep, clipped = clip_boxes(xyxy, width=image["width"], height=image["height"])
+        clipped_total += clipped
+        dropped_total += int((~keep).sum())
+        all_boxes.append(boxes[keep])
+        all_labels.append(np.array([e.label for e in entries], dtype=np.int64)[keep])
+        all_crowd.append(np.array([e.iscrowd for e in entries], dtype=bool)[keep])
+    warn_repaired(source=source, clipped=clipped_total, dropped=dropped_total)
+    return all_boxes, all_labels, all_crowd
 
 
 @DATASETS.register("coco", tasks=("detection",))
@@ -98,92 +106,37 @@ class CocoDataset(torch.utils.data.Dataset):
     """COCO instances JSON + images folder; detection samples."""
 
     def __init__(
-        self, *, task: str, split: str, images_dir: str, annotations: str, class_names: list[str] | None = None
+        self, *, task: str, split: str, images_dir: str, annotations: str, class_names: list[str] | str | None = None
     ) -> None:
         if task != "detection":
             raise DataError(f"coco: holds detection data, not '{task}'")
-        path = Path(annotations)
-        data = load_json(path, kind="coco")
         self.task, self.split = task, split
         self.images_dir = Path(images_dir)
-        self.annotations_file = path
+        self.annotations_file = Path(annotations)
+        if not self.annotations_file.exists():
+            raise DataError(f"coco: annotation file not found: {self.annotations_file}")
+        content = load_coco(self.annotations_file, class_names=resolve_class_names(class_names))
         if not self.images_dir.is_dir():
             raise DataError(f"coco: images directory not found: {self.images_dir}")
-
-        categories = sorted(data["categories"], key=lambda category: category["id"])
-        if class_names is None:
-            self.class_names: list[str] = [str(category["name"]) for category in categories]
-            category_to_label = {category["id"]: index for index, category in enumerate(categories)}
-        else:
-            self.class_names = [str(name) for name in class_names]
-            category_to_label = {}
-            for category in categories:
-                if category["name"] not in self.class_names:
-                    raise DataError(
-                        f"coco: {path}: category {category['id']} '{category['name']}' "
-                        f"is not in class_names {self.class_names}"
-                    )
-                category_to_label[category["id"]] = self.class_names.index(category["name"])
-
-        self.images: list[dict] = []
-        index_of: dict[int, int] = {}
-        missing = []
-        for image in data["images"]:
-            if not all(key in image for key in ("id", "file_name", "width", "height")):
-                raise DataError(
-                    f"coco: {path}: image entry {image.get('id', '?')} needs id, file_name, width and height"
-                )
-            if image["id"] in index_of:
-                raise DataError(f"coco: {path}: duplicate image id {image['id']}")
-            index_of[image["id"]] = len(self.images)
-            self.images.append({key: image[key] for key in ("id", "file_name", "width", "height")})
-            if not (self.images_dir / image["file_name"]).is_file():
-                missing.append(image["file_name"])
+        self.class_names: list[str] = content.class_names
+        self.images: list[dict] = content.images
+        if not self.images:
+            raise DataError(f"coco: {self.annotations_file}: images: the list is empty")
+        missing = [image["file_name"] for image in self.images if not (self.images_dir / image["file_name"]).is_file()]
         if missing:
             raise DataError(
-                f"coco: {len(missing)} image file(s) listed in {path} are missing from {self.images_dir}, "
-                f"e.g. {missing[:3]}"
+                f"coco: {len(missing)} image file(s) listed in {self.annotations_file} are missing from "
+                f"{self.images_dir}, e.g. {missing[:3]}"
             )
-        if not self.images:
-            raise DataError(f"coco: {path} lists no images")
+        # (image id, label, original bbox, area, iscrowd) for coco_gt
+        self._raw = [(self.images[a.image_index]["id"], a.label, a.bbox, a.area, a.iscrowd)
+                     for a in content.annotations]
+        self._boxes, self._labels, self._crowd = _targets(self.images, content.annotations,
+                                                          source=f"coco: {self.annotations_file}")
 
-        per_image: list[list] = [[] for _ in self.images]
-        self._raw: list[tuple] = []  # (image id, label, original bbox, area, iscrowd) for coco_gt
-        for ann in data.get("annotations", []):
-            ann_id = ann.get("id", "?")
-            if ann.get("category_id") not in category_to_label:
-                raise DataError(
-                    f"coco: {path}: annotation {ann_id} has category_id {ann.get('category_id')!r}, "
-                    "which is not in 'categories'"
-                )
-            if ann.get("image_id") not in index_of:
-                raise DataError(
-                    f"coco: {path}: annotation {ann_id} has image_id {ann.get('image_id')!r}, which is not in 'images'"
-                )
-            bbox = ann.get("bbox")
-            if (
-                not isinstance(bbox, (list, tuple))
-                or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) for v in bbox)
-            ):
-                raise DataError(f"coco: {path}: annotation {ann_id} needs a bbox [x, y, w, h], got {bbox!r}")
-            label, crowd = category_to_label[ann["category_id"]], bool(ann.get("iscrowd", 0))
-            per_image[index_of[ann["image_id"]]].append((bbox, label, crowd))
-            area = float(ann.get("area", float(bbox[2]) * float(bbox[3])))
-            self._raw.append((ann["image_id"], label, [float(v) for v in bbox], area, crowd))
-
-        self._boxes, self._labels, self._crowd = [], [], []
-        clipped_total = dropped_total = 0
-        for image, entries in zip(self.images, per_image):
-            xywh = np.array([e[0] for e in entries], dtype=np.float64).reshape(-1, 4)
-            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-            boxes, keep, clipped = clip_boxes(xyxy, width=image["width"], height=image["height"])
-            clipped_total += clipped
-            dropped_total += int((~keep).sum())
-            self._boxes.append(boxes[keep])
-            self._labels.append(np.array([e[1] for e in entries], dtype=np.int64)[keep])
-            self._crowd.append(np.array([e[2] for e in entries], dtype=bool)[keep])
-        warn_repaired(source=f"coco: {path}", clipped=clipped_total, dropped=dropped_total)
+    def image_sizes(self) -> Iterator[tuple[str, int, int]]:
+        """(file, height, width) of every image, from the JSON."""
+        return ((image["file_name"], image["height"], image["width"]) for image in self.images)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -1,9 +1,11 @@
 """`image_folder`: classification data laid out as `root/<class name>/<image>`.
 
-If `root/<split>` is a directory (ImageNet layout: `root/train/<class>/...`, `root/val/<class>/...`)
-it is used; otherwise `root` itself holds the class folders (point each split at its own root).
-Class indices follow the sorted folder names unless `class_names` fixes the order (then every
-folder must be one of them; a listed class without a folder simply has no images).
+If `root/<split>` holds class folders (ImageNet layout: `root/train/<class>/...`,
+`root/val/<class>/...`) it is used; otherwise `root` itself holds the class folders (point each
+split at its own root); a class folder may be named like a split (`root/train/*.png` is the class
+`train`). Class indices follow the sorted folder names unless `class_names` (a list, or a class
+list file with one name per line) fixes the order (then every folder must be one of them; a
+listed class without a folder simply has no images).
 
 Also home of `read_rgb_image`, the one image decoder every file-based data set uses.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import torch
 from torchvision import io as tvio
 from torchvision import tv_tensors
 
+from trainer.data.class_names import resolve_class_names
 from trainer.data.errors import DataError
 from trainer.registry import DATASETS
 
@@ -45,8 +49,11 @@ def _decode_torchvision(path: Path) -> torch.Tensor:
 def _decode_pil(path: Path) -> torch.Tensor:
     from PIL import Image
 
-    with Image.open(path) as pil:
-        array = np.asarray(pil.convert("RGB"))
+    try:
+        with Image.open(path) as pil:
+            array = np.asarray(pil.convert("RGB"))
+    except Image.DecompressionBombError as error:  # not an OSError
+        raise ValueError(str(error)) from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -72,23 +79,59 @@ def read_rgb_image(path: str | os.PathLike) -> tv_tensors.Image:
     return tv_tensors.Image(image)
 
 
+def header_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file from its header only (nothing is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as pil:
+            width, height = pil.size
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot read image {path}: {_short_reason(error)}") from None
+    return int(height), int(width)
+
+
+def header_sizes(paths: Iterable[Path]) -> Iterator[tuple[str, int, int]]:
+    """(file, height, width) per image from its header; unreadable files are skipped here (decoding
+    them reports them, naming the file)."""
+    for path in paths:
+        try:
+            yield (str(path), *header_size(path))
+        except DataError:
+            continue
+
+
 def list_images(directory: Path) -> list[Path]:
     """Image files under `directory` (recursive), sorted by path."""
     files = [p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     return sorted(files)
 
 
+def _is_split_folder(folder: Path, *, split: str, class_names: list[str] | None) -> bool:
+    """`root/<split>` is the ImageNet-style split folder unless it is a class folder: named in
+    `class_names`, or holding image files itself rather than class folders."""
+    if not folder.is_dir() or (class_names is not None and split in class_names):
+        return False
+    entries = list(folder.iterdir())
+    has_images = any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in entries)
+    has_folders = any(p.is_dir() and not p.name.startswith(".") for p in entries)
+    return has_folders and not has_images
+
+
 @DATASETS.register("image_folder", tasks=("classification",))
 class ImageFolderDataset(torch.utils.data.Dataset):
     """Images in one folder per class; sample = {"image", "label"}."""
 
-    def __init__(self, *, task: str, split: str, root: str, class_names: list[str] | None = None) -> None:
+    def __init__(self, *, task: str, split: str, root: str, class_names: list[str] | str | None = None) -> None:
         if task != "classification":
             raise DataError(f"image_folder: holds classification data, not '{task}'")
         base = Path(root)
         if not base.is_dir():
             raise DataError(f"image_folder: root directory not found: {base}")
-        if (base / split).is_dir():
+        class_names = resolve_class_names(class_names, root=base)
+        if _is_split_folder(base / split, split=split, class_names=class_names):
             base = base / split
         folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not folders:
@@ -96,9 +139,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if class_names is None:
             class_names = folders
         else:
-            class_names = [str(name) for name in class_names]
-            if len(set(class_names)) != len(class_names):
-                raise DataError(f"image_folder: class_names has duplicates: {class_names}")
             unknown = [name for name in folders if name not in class_names]
             if unknown:
                 raise DataError(f"image_folder: folders {unknown} in {base} are not in class_names {class_names}")
@@ -117,6 +157,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def image_sizes(self) -> Iterator[tuple[str, int, int]]:
+        """(file, height, width) of every image, from the file headers."""
+        return header_sizes(path for path, _ in self.samples)
 
     def __getitem__(self, index: int) -> dict:
         path, label = self.samples[index]

@@ -7,14 +7,22 @@ a resumed run therefore all see the same augmented samples.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trainer.data.errors import DataError
-from trainer.engine import distributed as dist_state
+
+
+def _process_group() -> tuple[int, int]:
+    """(world size, rank) of the torch.distributed process group; (1, 0) outside one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 class EpochTaggedSampler(Sampler):
@@ -34,8 +42,7 @@ class EpochTaggedSampler(Sampler):
         self.seed = seed
         self.epoch = 0
         self.skip = 0
-        self.world = dist_state.world_size() if distributed else 1
-        self.rank = dist_state.rank() if distributed else 0
+        self.world, self.rank = _process_group() if distributed else (1, 0)
         self.pad = pad
 
     def set_epoch(self, epoch: int, *, skip_batches: int = 0, batch_size: int = 1) -> None:
@@ -122,6 +129,14 @@ def worker_error_message(error: BaseException) -> str:
     return last
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """worker_init_fn: workers ignore SIGINT and SIGTERM. A signal to the whole process group (Ctrl-C,
+    Slurm's scancel, `kill -- -PGID`) then reaches the main process alone, which stops in order and
+    ends its workers itself (they also exit when the main process is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_loader(
     *, dataset: AugmentedDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, pin_memory: bool,
     collate: Callable[[list[Any]], Any], distributed: bool, drop_last: bool,
@@ -140,5 +155,6 @@ def build_loader(
         collate_fn=collate,
         drop_last=drop_last and len(sampler) >= batch_size,
         prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),  # never draws from (and shifts) the global RNG
     )

@@ -11,7 +11,7 @@ ignore). Conventions:
 - `fill` options are pixel values 0..255; `random_erasing.value` too (or "random").
 - `normalize` (mean/std in 0..1 units, ImageNet by default; values above 1 are read as 0..255
   units, the MMDetection habit) must be last and is not applied on the CPU: `build_transforms`
-  returns it as `NormalizeParams`, and the engine calls `normalize_images` on the device.
+  returns it as `NormalizeParams`, and the engine normalises on the device (`trainer.ops.normalize_images`).
 - For detection, `ClampBoundingBoxes` + `SanitizeBoundingBoxes` (dropping the labels and iscrowd
   of removed boxes) are appended unless the list already ends with `sanitize_boxes`.
 - `trivial_augment`, `rand_augment` are classification-only (torchvision rejects boxes/masks).
@@ -29,12 +29,14 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from trainer.constants import IGNORE_INDEX
+from trainer.data.edge_target import BoundaryTargetStep
 from trainer.data.errors import DataError
 from trainer.registry import TRANSFORMS, closest_name
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-MASK_FILL = 255  # the ignore index: pixels that padding invents
+MASK_FILL = IGNORE_INDEX  # pixels that padding invents are ignored
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,6 @@ class NormalizeParams:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-
-def normalize_images(images: torch.Tensor, params: NormalizeParams | None) -> torch.Tensor:
-    """uint8 (or 0..255 float) images (..., 3, H, W) -> float32 normalised; None: just scale to 0..1."""
-    images = images.float()
-    if params is None:
-        return images / 255.0
-    mean = torch.tensor(params.mean, device=images.device, dtype=images.dtype).view(-1, 1, 1) * 255.0
-    std = torch.tensor(params.std, device=images.device, dtype=images.dtype).view(-1, 1, 1) * 255.0
-    return (images - mean) / std
 
 
 def _fill(fill: float | list[float]) -> dict:
@@ -234,6 +226,19 @@ def random_zoom_out(*, fill: int | list[int] = 0, side_range: list[float] = (1.0
 @TRANSFORMS.register("sanitize_boxes", tasks=("detection",))
 def sanitize_boxes(*, min_size: float = 1.0, min_area: float = 1.0) -> v2.Transform:
     return v2.SanitizeBoundingBoxes(min_size=min_size, min_area=min_area, labels_getter=_detection_targets)
+
+
+@TRANSFORMS.register("boundary_target", tasks=("segmentation",), provides=("boundary_labels",))
+def boundary_target(*, border: int = 6, dilation: int = 4) -> BoundaryTargetStep:
+    """PIDNet's official boundary target (`boundary_labels`), made from the label as it is at this
+    point of the list: first = the whole label before augmentation, as the official pipeline."""
+    return BoundaryTargetStep(border=border, dilation=dilation)
+
+
+def provided_batch_fields(entries: list[dict]) -> set[str]:
+    """The extra batch fields that the steps of a recipe list add (e.g. `boundary_labels`)."""
+    names = [entry.get("name") for entry in (_plain(entries) or []) if isinstance(entry, Mapping)]
+    return {field for name in names if name in TRANSFORMS for field in TRANSFORMS.meta(name).get("provides", ())}
 
 
 @TRANSFORMS.register("normalize")

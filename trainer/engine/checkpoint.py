@@ -1,14 +1,23 @@
-"""Checkpoints: written atomically (temp file + rename), loaded with weights_only=True."""
+"""Checkpoint files: written atomically (temp file, fsync, rename), read with weights_only=True."""
 
 from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from trainer.files import FileReadError, load_torch
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read or does not fit the recipe (exit code 2)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -29,13 +38,14 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`."""
+    """Write to `.NAME.tmp-PID` in the same directory, fsync, then rename over `path`: a failed or
+    killed write leaves the previous file as it was. OSError (e.g. disk full) carries `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -44,24 +54,47 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
     finally:
         if temporary.exists():
             temporary.unlink()
 
 
-class CheckpointError(Exception):
-    pass
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files (`.NAME.tmp-PID`) that processes killed while writing left in `folder`;
+    a live process's file is left alone. Returns the removed paths."""
+    removed = []
+    for path in sorted(folder.glob(".*.tmp-*")) if folder.is_dir() else []:
+        match = TEMP_NAME.match(path.name)
+        if match and int(match["pid"]) != os.getpid() and not _process_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
-    """weights_only=True: tensors and plain containers only, never arbitrary pickled objects.
-    `mmap` reads tensors lazily (a cheap look at the counters of a large checkpoint)."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    """A torch file read with weights_only=True (tensors and plain containers, never pickled code);
+    any problem is a CheckpointError naming the file. `mmap` reads tensors lazily."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as error:  # torch raises several types for a bad file; all mean the same here
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
+        loaded = load_torch(path, map_location=map_location, mmap=mmap)
+    except FileReadError as error:
+        raise CheckpointError(f"cannot read checkpoint {error}") from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a checkpoint (a dict)")
+    return loaded
 
 
 def model_state(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> dict[str, torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from contextlib import nullcontext
 from typing import Any
 
@@ -15,6 +16,22 @@ class DeviceError(RuntimeError):
     """A device that this machine does not have (a usage error: exit code 2)."""
 
 
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+
+
+def device_problem(name: str) -> str | None:
+    """Why this machine cannot run on device `name` (auto, cpu, cuda, cuda:N, mps), or None."""
+    if not DEVICE_NAMES.fullmatch(name):
+        return f"unknown device '{name}' (choices: auto, cpu, cuda, cuda:N, mps)"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return f"device '{name}' was asked for, but CUDA is not available on this machine"
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        return f"device '{name}' was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+    if name == "mps" and not torch.backends.mps.is_available():
+        return "device 'mps' was asked for, but MPS (Apple GPUs) is not available on this machine"
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
     """auto: the GPU of this process (cuda:LOCAL_RANK under torchrun), else the CPU; `cuda` without an
     index is also this process's GPU, so that every rank gets its own."""
@@ -23,8 +40,9 @@ def resolve_device(name: str) -> torch.device:
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
             return torch.device("cuda", local_rank)
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"device '{name}' was asked for, but CUDA is not available on this machine")
+    problem = device_problem(name)
+    if problem is not None:
+        raise DeviceError(problem)
     if name == "cuda":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)

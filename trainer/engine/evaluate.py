@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from trainer.engine.device import autocast_context
+from trainer.tasks.base import Evaluator
+
+if TYPE_CHECKING:
+    from trainer.engine.session import Session
 
 
 @torch.no_grad()
-def evaluate(*, model: nn.Module, session, amp_dtype: torch.dtype | None, max_batches: int | None = None):
-    """Run the val loader through `model`; returns (metrics, evaluator)."""
+def evaluate(
+    *, model: nn.Module, session: Session, amp_dtype: torch.dtype | None, max_batches: int | None = None
+) -> tuple[dict[str, float], Evaluator]:
+    """Run the val loader through `model` with the task's evaluator; returns (metrics, evaluator)."""
     evaluator = session.task.build_evaluator(
         class_names=session.class_names, device=session.device, postprocess=session.recipe.model.postprocess
     )

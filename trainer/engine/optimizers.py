@@ -1,22 +1,88 @@
-"""Optimizers by name, with parameter groups that keep weight decay off norms and biases."""
+"""Optimizers by name, with parameter groups that keep weight decay off norms and biases.
+
+``auto`` (the schema default) picks the optimizer and its learning rate from the task, the model,
+the batch size and the number of optimizer steps, as Ultralytics' ``optimizer=auto`` does: AdamW
+for short schedules (up to ``LONG_SCHEDULE_STEPS``), where it learns from scratch much faster
+than SGD, and SGD with Nesterov momentum and a batch-scaled learning rate for long ones. The
+AdamW learning rates are the ones measured to train each kind of model from scratch on the
+built-in shapes (docs/benchmarks.md, "Defaults that train").
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
+from trainer.constraints import Fraction, NonNegative, Positive, Probability
+from trainer.engine.reporting import say
+from trainer.models.heads.anchor_decoupled import AnchorDecoupledHead
 from trainer.registry import OPTIMIZERS
+
+LONG_SCHEDULE_STEPS = 10_000  # Ultralytics' threshold between AdamW (short) and SGD (long)
+# short schedules: (AdamW lr, weight decay) per task / detector kind
+ADAMW_CHOICES = {
+    "classification": (2e-3, 0.01),
+    "segmentation": (2e-3, 1e-4),
+    "detection": (3e-3, 0.05),  # anchor-free (YOLOX)
+    "detection/anchor_based": (1e-3, 0.05),  # RetinaNet: from scratch SGD 0.04 gave mAP50 0.36, AdamW 1e-3 0.54
+}
+# long schedules: (SGD lr per image, weight decay); lr = per-image lr * batch size
+SGD_CHOICES = {
+    "classification": (0.1 / 256, 1e-4),  # torchvision's ResNet recipe
+    "segmentation": (0.01 / 16, 5e-4),  # PIDNet / HRNet
+    "detection": (0.01 / 64, 5e-4),  # YOLOX, Ultralytics
+    "detection/anchor_based": (0.01 / 16, 1e-4),  # torchvision RetinaNet
+}
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``auto`` picked, and why (printed at the start of a run)."""
+
+    name: str
+    lr: float
+    weight_decay: float
+    reason: str
+
+    def options(self) -> dict[str, Any]:
+        extra = {"momentum": 0.9, "nesterov": True} if self.name == "sgd" else {}
+        return {"lr": self.lr, "weight_decay": self.weight_decay, **extra}
+
+    def summary(self) -> str:
+        extra = ", momentum 0.9, nesterov" if self.name == "sgd" else ""
+        return (f"optimizer auto: {self.name} lr {self.lr:.3g}, weight decay {self.weight_decay:g}{extra} "
+                f"({self.reason})")
+
+
+def model_kind(*, task: str, model: nn.Module) -> str:
+    """The key of ADAMW_CHOICES / SGD_CHOICES for this task and model."""
+    if task == "detection" and any(isinstance(module, AnchorDecoupledHead) for module in model.modules()):
+        return "detection/anchor_based"
+    return task
+
+
+def choose_optimizer(*, task: str, model: nn.Module, total_steps: int, batch_size: int) -> AutoChoice:
+    """AdamW at the measured lr for short schedules, SGD at a batch-scaled lr for long ones."""
+    kind = model_kind(task=task, model=model)
+    if total_steps <= LONG_SCHEDULE_STEPS:
+        lr, weight_decay = ADAMW_CHOICES[kind]
+        return AutoChoice("adamw", lr, weight_decay, f"{kind}, {total_steps} steps <= {LONG_SCHEDULE_STEPS}")
+    per_image, weight_decay = SGD_CHOICES[kind]
+    return AutoChoice("sgd", per_image * batch_size, weight_decay,
+                      f"{kind}, {total_steps} steps > {LONG_SCHEDULE_STEPS}, lr scaled to batch {batch_size}")
 
 
 @OPTIMIZERS.register("sgd")
 def sgd(
     *,
     params: Any,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
+    lr: Annotated[float, Positive] = 0.01,
+    momentum: Annotated[float, Probability] = 0.9,
+    weight_decay: Annotated[float, NonNegative] = 5e-4,
     nesterov: bool = False,
     foreach: bool | None = None,
     fused: bool | None = None,
@@ -30,10 +96,10 @@ def sgd(
 def adam(
     *,
     params: Any,
-    lr: float = 1e-3,
-    betas: list[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
+    lr: Annotated[float, Positive] = 1e-3,
+    betas: list[Annotated[float, Fraction]] = (0.9, 0.999),
+    eps: Annotated[float, Positive] = 1e-8,
+    weight_decay: Annotated[float, NonNegative] = 0.0,
     foreach: bool | None = None,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
@@ -46,16 +112,34 @@ def adam(
 def adamw(
     *,
     params: Any,
-    lr: float = 1e-3,
-    betas: list[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.05,
+    lr: Annotated[float, Positive] = 1e-3,
+    betas: list[Annotated[float, Fraction]] = (0.9, 0.999),
+    eps: Annotated[float, Positive] = 1e-8,
+    weight_decay: Annotated[float, NonNegative] = 0.05,
     foreach: bool | None = None,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
         params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
     )
+
+
+@OPTIMIZERS.register("auto")
+def auto(
+    *,
+    params: Any,
+    model: nn.Module,
+    task: str,
+    total_steps: int,
+    batch_size: int,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+) -> torch.optim.Optimizer:
+    """Picks AdamW or SGD and the learning rate (``choose_optimizer``) and says what it picked."""
+    choice = choose_optimizer(task=task, model=model, total_steps=total_steps, batch_size=batch_size)
+    say(logging.getLogger("trainer.run"), choice.summary())
+    factory = OPTIMIZERS.get(choice.name)
+    return factory(params=params, foreach=foreach, fused=fused, **choice.options())
 
 
 def parameter_groups(*, model: nn.Module, no_decay_norm_bias: bool) -> list[dict[str, Any]]:
@@ -74,10 +158,16 @@ def parameter_groups(*, model: nn.Module, no_decay_norm_bias: bool) -> list[dict
 
 
 def build_optimizer(
-    *, model: nn.Module, options: dict[str, Any], no_decay_norm_bias: bool, device: torch.device
+    *, model: nn.Module, options: dict[str, Any], no_decay_norm_bias: bool, device: torch.device,
+    task: str = "classification", total_steps: int = 1, batch_size: int = 1,
 ) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `model`'s parameter groups; ``task``, ``total_steps`` (optimizer
+    steps of the whole run) and ``batch_size`` feed ``auto``."""
     options = dict(options)
-    factory = OPTIMIZERS.get(options.pop("name"))
+    name = options.pop("name")
+    factory = OPTIMIZERS.get(name)
+    if name == "auto":
+        options.update(model=model, task=task, total_steps=total_steps, batch_size=batch_size)
     if device.type in ("cuda", "cpu") and options.get("fused") is None and options.get("foreach") is None:
         # one kernel for the whole update on the GPU; on the CPU the fused kernels are also about
         # 4x faster than the per-tensor loop (a fifth of a small model's train step, bench_train.py)

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console(stderr=False, highlight=False)
 
@@ -73,7 +74,9 @@ class EpochProgress:
 
 
 def metrics_table(metrics: dict[str, float], *, title: str) -> Table:
-    table = Table(title=title)
+    """Metric names and values; the table is as wide as its title, so the title stays on one line
+    (on a console that wide), and is shown as plain text (a path's brackets are not markup)."""
+    table = Table(title=Text(title), min_width=len(title))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():

@@ -5,10 +5,19 @@ All are torch.optim.lr_scheduler classes; epochs in the recipe are converted to 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch.optim import lr_scheduler
 
+from trainer.constraints import AtLeastOne, NonNegative, Positive, Probability, Range
 from trainer.registry import SCHEDULERS
+
+# option constraints, declared once for every schedule
+WarmupEpochs = Annotated[float, NonNegative]
+StartFactor = Annotated[float, Range(gt=0, le=1)]
+Gamma = Annotated[float, Positive]
+EpochCount = Annotated[int, AtLeastOne]
 
 
 def _with_warmup(
@@ -31,8 +40,8 @@ def _warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
 
 @SCHEDULERS.register("cosine")
 def cosine(
-    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
-    warmup_start_factor: float = 0.1, min_lr_ratio: float = 0.0,
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: WarmupEpochs = 0.0,
+    warmup_start_factor: StartFactor = 0.1, min_lr_ratio: Annotated[float, Probability] = 0.0,
 ) -> lr_scheduler.LRScheduler:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
     total = max(1, epochs * steps_per_epoch - warmup)
@@ -43,8 +52,8 @@ def cosine(
 
 @SCHEDULERS.register("step")
 def step(
-    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, step_epochs: int = 30,
-    gamma: float = 0.1, warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, step_epochs: EpochCount = 30,
+    gamma: Gamma = 0.1, warmup_epochs: WarmupEpochs = 0.0, warmup_start_factor: StartFactor = 0.1,
 ) -> lr_scheduler.LRScheduler:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
     main = lr_scheduler.StepLR(optimizer, step_size=max(1, step_epochs * steps_per_epoch), gamma=gamma)
@@ -53,8 +62,8 @@ def step(
 
 @SCHEDULERS.register("multistep")
 def multistep(
-    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, milestones: list[int] = (),
-    gamma: float = 0.1, warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, milestones: list[EpochCount] = (),
+    gamma: Gamma = 0.1, warmup_epochs: WarmupEpochs = 0.0, warmup_start_factor: StartFactor = 0.1,
 ) -> lr_scheduler.LRScheduler:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
     steps = [max(1, epoch * steps_per_epoch - warmup) for epoch in milestones]
@@ -64,8 +73,8 @@ def multistep(
 
 @SCHEDULERS.register("poly")
 def poly(
-    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, power: float = 0.9,
-    warmup_epochs: float = 0.0, warmup_start_factor: float = 0.1,
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, power: Annotated[float, Positive] = 0.9,
+    warmup_epochs: WarmupEpochs = 0.0, warmup_start_factor: StartFactor = 0.1,
 ) -> lr_scheduler.LRScheduler:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
     total = max(1, epochs * steps_per_epoch - warmup)
@@ -75,8 +84,8 @@ def poly(
 
 @SCHEDULERS.register("constant")
 def constant(
-    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
-    warmup_start_factor: float = 0.1,
+    *, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: WarmupEpochs = 0.0,
+    warmup_start_factor: StartFactor = 0.1,
 ) -> lr_scheduler.LRScheduler:
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch)
     return _with_warmup(optimizer=optimizer, main=None, warmup_steps=warmup, warmup_start_factor=warmup_start_factor)

@@ -18,17 +18,21 @@ host sync: the numerator and the denominator are both computed on the device.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainer.constraints import NonNegative, Probability
+from trainer.ops import upsample_logits
 from trainer.registry import LOSSES
 
 
 def resize_logits_to_labels(logits: Tensor, labels: Tensor) -> Tensor:
     """Upsample dense ``(B, C, h, w)`` logits bilinearly to the label size when the sizes differ."""
-    if logits.ndim == 4 and tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
-        return F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=False)
+    if logits.ndim == 4:
+        return upsample_logits(logits, tuple(labels.shape[-2:]))
     return logits
 
 
@@ -67,7 +71,7 @@ def cross_entropy_loss(
     return per_position.sum() / denominator
 
 
-@LOSSES.register("cross_entropy", heads={"classification": ("fc",), "segmentation": ("seg_head",)})
+@LOSSES.register("cross_entropy", heads={"classification": ("fc",), "segmentation": ("seg_head",)}, parts=("ce",))
 class CrossEntropyLoss(nn.Module):
     """Cross-entropy criterion; returns ``{"ce": loss}``.
 
@@ -78,8 +82,8 @@ class CrossEntropyLoss(nn.Module):
     def __init__(
         self,
         *,
-        label_smoothing: float = 0.0,
-        class_weights: list[float] | None = None,
+        label_smoothing: Annotated[float, Probability] = 0.0,
+        class_weights: list[Annotated[float, NonNegative]] | None = None,
         ignore_index: int = -100,
     ) -> None:
         super().__init__()

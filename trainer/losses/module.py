@@ -41,10 +41,12 @@ class LossEntry:
 
 
 def forward_arguments(criterion: nn.Module) -> dict[str, bool]:
-    """The keyword arguments of a criterion's forward, each mapped to whether it is required."""
+    """The keyword arguments of a criterion's forward, each mapped to whether it is required: no
+    default, or named in the criterion's `required_inputs` (inputs that its options make necessary)."""
     parameters = inspect.signature(criterion.forward).parameters
+    required_by_options = set(getattr(criterion, "required_inputs", ()))
     return {
-        name: parameter.default is inspect.Parameter.empty
+        name: parameter.default is inspect.Parameter.empty or name in required_by_options
         for name, parameter in parameters.items()
         if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     }
@@ -90,16 +92,22 @@ class LossModule(nn.Module):
         self.criteria = nn.ModuleDict({entry.name: entry.criterion for entry in entries})
 
     def missing_inputs(self, available: set[str]) -> list[str]:
-        """Messages for every required criterion input that `available` does not provide."""
+        """Messages for every required criterion input that `available` does not provide, and for every
+        available input that a criterion's options make it refuse (its `refused_inputs`: input -> reason)."""
         problems = []
         for index, entry in enumerate(self.entries):
+            for argument, reason in getattr(entry.criterion, "refused_inputs", {}).items():
+                if entry.source(argument) in available:
+                    problems.append(f"model.losses[{index}] ({entry.name}): {reason}")
             for argument, required in entry.arguments.items():
                 source = entry.source(argument)
                 if required and source not in available:
                     remapped = f" (remapped from '{argument}')" if source != argument else ""
+                    hint = getattr(entry.criterion, "input_hints", {}).get(argument)
                     problems.append(
                         f"model.losses[{index}] ({entry.name}) needs '{source}'{remapped}, which neither the model "
                         f"outputs nor the batch provide (available: {', '.join(sorted(available))})"
+                        + (f": {hint}" if hint else "")
                     )
             for argument in entry.inputs:
                 if argument not in entry.arguments:

@@ -1,45 +1,33 @@
-"""PIDNet loss (official XuJiacong/PIDNet, commit 4c158cf: ``utils/criterion.py``, ``utils/utils.py``).
+"""PIDNet loss (official XuJiacong/PIDNet ``utils/criterion.py`` + ``FullModel.forward``).
 
     semantic       = 0.4 * CE(P aux, y) + 1.0 * OHEM(main, y)
-    boundary       = 20 * weighted BCE(D, edge(y))
+    boundary       = 20 * weighted BCE(D, edge)
     boundary_aware = 1.0 * OHEM(main, y where sigmoid(D) > 0.8 else ignore)
 
 All three outputs are upsampled bilinearly to the label size first (``align_corners=True`` as in
-the official configs). With ``ohem=False`` both OHEM terms become the official ``CrossEntropy``
-(class-weighted mean over valid pixels).
+the official configs); with ``ohem=False`` both OHEM terms are the class-weighted mean CE over
+valid pixels. OHEM runs over the whole batch: among valid pixels, threshold = max(ohem_threshold,
+true-class p at index min(min_kept, n_valid - 1)), keep pixels with p strictly below, mean of their
+CE (a ``kthvalue``, no sort, no host sync). Every term is finite: an empty selection is a zero
+that keeps the graph.
 
-OHEM over the whole batch at once, as the official code: among valid pixels, sort by the
-probability of the true class; threshold = max(ohem_threshold, p at index min(min_kept,
-n_valid - 1)); keep pixels with p strictly below; mean of their (class-weighted) CE. Done with a
-``kthvalue`` over the batch (invalid pixels pushed to +inf; the largest valid p when there are no
-more than min_kept valid pixels), no host sync, no per-image loop, no full sort. The main branch's
-log-softmax is computed once and shared by the semantic and the boundary-aware terms.
-
-The edge target is ``boundary_target(labels)`` (see ``boundary_target.py``): computed here, on
-the device, from the augmented labels, so it is always aligned with them.
-
-Decisions and deviations, with reasons:
-
-* ``aux_mean_over_valid`` defaults to None = as the official code, which reproduces its quirk:
-  with OHEM (every official config) the P-branch CE is per pixel (``reduction='none'``), broadcast
-  into the total and averaged over *all* B*H*W pixels, ignored ones (CE 0) included:
-  0.4 * sum_valid(w_y * CE) / (B*H*W); without OHEM it is the plain weighted mean over valid
-  pixels. Every published result was trained with the quirk, so the default keeps it (the
-  effective aux weight shrinks with the ignored fraction of the batch). True forces the weighted
-  mean over valid pixels (an aux weight that means what it says), False forces the quirk.
-* No valid pixel (official: IndexError) or nothing kept by OHEM (official: NaN when every pixel is
-  tied at p >= threshold), an all-ignored boundary-aware label, no edge pixel: each term is a zero
-  that keeps the graph (sum of the masked per-pixel losses), never NaN.
-* Log-softmax once in float32 for both the CE and the probabilities (the official code also runs a
-  softmax), so fp16 / bf16 logits under autocast are safe.
+``edge`` is, with ``boundary_target: data``, the batch's ``boundary_labels`` (the official target,
+made by the ``boundary_target`` data step before augmentation); with ``label`` (default), it is
+``boundary_target(labels)`` computed here from the augmented labels. ``aux_mean_over_valid``: None
+(default) reproduces the official reduction of the aux term, True / False force the mean over valid
+pixels / over all pixels. Deviations from the reference, their reasons and measured effects:
+docs/fidelity.md.
 """
 
 from __future__ import annotations
+
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.constraints import NonNegative, Probability
 from trainer.losses.boundary_target import boundary_target
 from trainer.registry import LOSSES
 
@@ -141,12 +129,24 @@ def weighted_bce(boundary_logits: torch.Tensor, target: torch.Tensor) -> torch.T
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="mean")
 
 
+def _edge_target(labels: torch.Tensor, boundary_labels: torch.Tensor | None, *, ignore_index: int) -> torch.Tensor:
+    """The given edge target, or the one made from ``labels`` when none is given."""
+    if boundary_labels is None:
+        return boundary_target(labels, ignore_index=ignore_index)
+    if boundary_labels.shape != labels.shape:
+        raise ValueError(
+            f"boundary_labels {tuple(boundary_labels.shape)} and labels {tuple(labels.shape)} differ in shape"
+        )
+    return boundary_labels
+
+
 def pidnet_loss(
     logits_p: torch.Tensor,
     logits: torch.Tensor,
     boundary_logits: torch.Tensor,
     labels: torch.Tensor,
     *,
+    boundary_labels: torch.Tensor | None = None,
     ignore_index: int = 255,
     ohem: bool = True,
     ohem_threshold: float = 0.9,
@@ -159,7 +159,9 @@ def pidnet_loss(
     align_corners: bool = True,
     aux_mean_over_valid: bool | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The three weighted parts of the official PIDNet loss; see the module docstring."""
+    """The three weighted parts of the official PIDNet loss; see the module docstring.
+
+    ``boundary_labels`` (B, H, W) {0, 1}: the edge target; None computes it from ``labels``."""
     size = labels.shape[-2:]
 
     def upsample(x: torch.Tensor) -> torch.Tensor:
@@ -174,11 +176,7 @@ def pidnet_loss(
     def main_loss(target: torch.Tensor) -> torch.Tensor:
         if ohem:
             return _ohem(
-                main_log_prob,
-                target,
-                ignore_index=ignore_index,
-                threshold=ohem_threshold,
-                min_kept=min_kept,
+                main_log_prob, target, ignore_index=ignore_index, threshold=ohem_threshold, min_kept=min_kept,
                 class_weights=class_weights,
             )
         return _cross_entropy(
@@ -186,14 +184,11 @@ def pidnet_loss(
         )
 
     aux = cross_entropy_2d(
-        logits_p,
-        labels,
-        ignore_index=ignore_index,
-        class_weights=class_weights,
+        logits_p, labels, ignore_index=ignore_index, class_weights=class_weights,
         mean_over_valid=(not ohem) if aux_mean_over_valid is None else aux_mean_over_valid,
     )
     semantic = balance_weights[0] * aux + balance_weights[1] * main_loss(labels)
-    edge = boundary_target(labels, ignore_index=ignore_index)
+    edge = _edge_target(labels, boundary_labels, ignore_index=ignore_index)
     boundary = boundary_weight * weighted_bce(boundary_logits, edge)
     on_boundary = torch.sigmoid(boundary_logits[:, 0].detach().float()) > boundary_threshold
     aware_labels = torch.where(on_boundary, labels, ignore_index)
@@ -201,30 +196,48 @@ def pidnet_loss(
     return {"semantic": semantic, "boundary": boundary, "boundary_aware": boundary_aware}
 
 
-@LOSSES.register("pidnet_loss", heads={"segmentation": ("pidnet",)})
+@LOSSES.register("pidnet_loss", heads={"segmentation": ("pidnet",)}, parts=("semantic", "boundary", "boundary_aware"))
 class PIDNetLoss(nn.Module):
-    """Official PIDNet loss; parts ``semantic``, ``boundary``, ``boundary_aware``."""
+    """Official PIDNet loss; parts ``semantic``, ``boundary``, ``boundary_aware``.
+
+    ``boundary_target``: ``label`` (default) makes the edge target from the augmented labels in the
+    loss; ``data`` reads the batch's ``boundary_labels``, made by the ``boundary_target`` data step
+    (first in ``augmentation.train``: the official target).
+    """
+
+    input_hints = {
+        "boundary_labels": "put {name: boundary_target} first in augmentation.train (the official target, made "
+        "before augmentation), or set boundary_target: label on the loss (the target made from the augmented label)"
+    }
+
+    LABEL_MODE_WITH_DATA = (
+        "the batch carries boundary_labels (the boundary_target step of augmentation.train) but the loss has "
+        "boundary_target: label; set boundary_target: data to train on them, or remove the step"
+    )
 
     def __init__(
         self,
         *,
         ignore_index: int = 255,
         ohem: bool = True,
-        ohem_threshold: float = 0.9,
-        min_kept: int = 131072,
-        balance_weights: list[float] = [0.4, 1.0],  # noqa: B006 - never mutated, copied below
-        boundary_weight: float = 20.0,
-        boundary_aware_weight: float = 1.0,
-        boundary_threshold: float = 0.8,
-        class_weights: list[float] | None = None,
+        ohem_threshold: Annotated[float, Probability] = 0.9,
+        min_kept: Annotated[int, NonNegative] = 131072,
+        balance_weights: list[Annotated[float, NonNegative]] = [0.4, 1.0],  # noqa: B006 - never mutated, copied below
+        boundary_weight: Annotated[float, NonNegative] = 20.0,
+        boundary_aware_weight: Annotated[float, NonNegative] = 1.0,
+        boundary_threshold: Annotated[float, Probability] = 0.8,
+        class_weights: list[Annotated[float, NonNegative]] | None = None,
         align_corners: bool = True,
         aux_mean_over_valid: bool | None = None,
+        boundary_target: Literal["label", "data"] = "label",
     ) -> None:
         super().__init__()
         if len(balance_weights) != 2:
             raise ValueError(f"balance_weights must be [aux P weight, main weight], got {balance_weights}")
         if not 0.0 < boundary_threshold < 1.0:
             raise ValueError(f"boundary_threshold must be in (0, 1), got {boundary_threshold}")
+        if boundary_target not in ("label", "data"):
+            raise ValueError(f"boundary_target must be 'label' or 'data', got {boundary_target!r}")
         self.options = {
             "ignore_index": ignore_index,
             "ohem": ohem,
@@ -237,6 +250,9 @@ class PIDNetLoss(nn.Module):
             "align_corners": align_corners,
             "aux_mean_over_valid": aux_mean_over_valid,
         }
+        self.boundary_target = boundary_target
+        self.required_inputs = ("boundary_labels",) if boundary_target == "data" else ()
+        self.refused_inputs = {} if boundary_target == "data" else {"boundary_labels": self.LABEL_MODE_WITH_DATA}
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -247,10 +263,19 @@ class PIDNetLoss(nn.Module):
         logits: torch.Tensor,
         boundary_logits: torch.Tensor,
         labels: torch.Tensor,
+        boundary_labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if self.class_weights is not None and self.class_weights.numel() != logits.shape[1]:
             raise ValueError(
                 f"class_weights has {self.class_weights.numel()} entries but the model predicts "
                 f"{logits.shape[1]} classes"
             )
-        return pidnet_loss(logits_p, logits, boundary_logits, labels, class_weights=self.class_weights, **self.options)
+        if self.boundary_target == "data" and boundary_labels is None:
+            hint = self.input_hints["boundary_labels"]
+            raise ValueError(f"pidnet_loss (boundary_target: data) needs boundary_labels: {hint}")
+        if self.boundary_target == "label" and boundary_labels is not None:
+            raise ValueError(f"pidnet_loss: {self.LABEL_MODE_WITH_DATA}")
+        return pidnet_loss(
+            logits_p, logits, boundary_logits, labels, boundary_labels=boundary_labels,
+            class_weights=self.class_weights, **self.options,
+        )

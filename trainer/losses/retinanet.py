@@ -34,17 +34,18 @@ gradient. No host sync, except inside torchvision's ``generalized_box_iou_loss``
 
 from __future__ import annotations
 
-import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou_loss
 
+from trainer.constraints import NonNegative, Probability, Range
+from trainer.models.heads.anchor_decoupled import decode_boxes  # the head's decoding (inverse of encode_boxes)
 from trainer.registry import LOSSES
 
 BOX_LOSSES = ("l1", "smooth_l1", "giou")
-BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 BACKGROUND = -1
 IGNORED = -2
 
@@ -62,16 +63,6 @@ def encode_boxes(*, gt_boxes: Tensor, anchors: Tensor) -> Tensor:
     return torch.stack(
         [(gt_x - an_x) / an_w, (gt_y - an_y) / an_h, torch.log(gt_w / an_w), torch.log(gt_h / an_h)], dim=-1
     )
-
-
-def decode_boxes(*, box_regression: Tensor, anchors: Tensor) -> Tensor:
-    """Inverse of encode_boxes, with dw and dh clamped at log(1000 / 16) as torchvision does."""
-    an_x, an_y, an_w, an_h = _centre_size(anchors.to(box_regression.dtype))
-    centre_x = box_regression[..., 0] * an_w + an_x
-    centre_y = box_regression[..., 1] * an_h + an_y
-    half_w = 0.5 * (torch.exp(box_regression[..., 2].clamp(max=BBOX_XFORM_CLIP)) * an_w)
-    half_h = 0.5 * (torch.exp(box_regression[..., 3].clamp(max=BBOX_XFORM_CLIP)) * an_h)
-    return torch.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], dim=-1)
 
 
 CPU_BLOCK_ELEMENTS = 1 << 18  # with one intra-op thread: about 1 MB of fp32 per temporary, in a core's L2
@@ -253,18 +244,18 @@ def retinanet_loss(
     return {"cls": loss_cls, "box": loss_box}
 
 
-@LOSSES.register("retinanet_loss", heads={"detection": ("anchor_decoupled",)})
+@LOSSES.register("retinanet_loss", heads={"detection": ("anchor_decoupled",)}, parts=("cls", "box"))
 class RetinaNetLoss(nn.Module):
     """RetinaNet criterion as torchvision computes it. Parts: ``cls`` (focal), ``box``."""
 
     def __init__(
         self,
         *,
-        alpha: float = 0.25,
-        gamma: float = 2.0,
+        alpha: Annotated[float, Range(le=1)] = 0.25,
+        gamma: Annotated[float, NonNegative] = 2.0,
         box_loss: str = "l1",
-        fg_iou_threshold: float = 0.5,
-        bg_iou_threshold: float = 0.4,
+        fg_iou_threshold: Annotated[float, Probability] = 0.5,
+        bg_iou_threshold: Annotated[float, Probability] = 0.4,
         allow_low_quality_matches: bool = True,
     ) -> None:
         super().__init__()

@@ -30,24 +30,20 @@ Cost: a few (B, M, A) fp32 tensors (B 16, M 100, A 8400: about 54 MB each); no h
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
+from trainer.constraints import AtLeastOne, NonNegative, Positive
+from trainer.models.heads.anchor_free_decoupled import decode_boxes as decode_yolox_boxes
 from trainer.registry import LOSSES
 
 COST_IOU_WEIGHT = 3.0
 COST_OUTSIDE_CENTRE = 1e6
-
-
-def decode_yolox_boxes(*, box_preds: Tensor, grid_xy: Tensor, strides: Tensor) -> Tensor:
-    """Raw (..., A, 4) tx ty tw th -> (..., A, 4) cx cy w h in input pixels."""
-    stride = strides[:, None]
-    centre = (box_preds[..., :2] + grid_xy) * stride
-    size = torch.exp(box_preds[..., 2:]) * stride
-    return torch.cat([centre, size], dim=-1)
 
 
 def _sides(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -284,7 +280,7 @@ def yolox_loss(
     return {"iou": box_weight * loss_iou, "obj": loss_obj, "cls": loss_cls, "l1": loss_l1}
 
 
-@LOSSES.register("yolox_loss", heads={"detection": ("anchor_free_decoupled",)})
+@LOSSES.register("yolox_loss", heads={"detection": ("anchor_free_decoupled",)}, parts=("iou", "obj", "cls", "l1"))
 class YOLOXLoss(nn.Module):
     """YOLOX criterion (SimOTA). Parts: ``iou`` (x box_weight), ``obj``, ``cls``, ``l1``.
 
@@ -295,10 +291,10 @@ class YOLOXLoss(nn.Module):
     def __init__(
         self,
         *,
-        l1_activate_epoch: int | None = None,
-        box_weight: float = 5.0,
-        center_radius: float = 1.5,
-        topk_candidates: int = 10,
+        l1_activate_epoch: Annotated[int, NonNegative] | None = None,
+        box_weight: Annotated[float, NonNegative] = 5.0,
+        center_radius: Annotated[float, Positive] = 1.5,
+        topk_candidates: Annotated[int, AtLeastOne] = 10,
     ) -> None:
         super().__init__()
         if l1_activate_epoch is not None and l1_activate_epoch < 0:

@@ -19,16 +19,19 @@ ranks with ``torch.distributed.all_reduce`` in ``compute``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from trainer.constants import IGNORE_INDEX
 from trainer.metrics.classification import all_reduce_sum
+from trainer.ops import upsample_logits
 
 
 class SegmentationMetrics:
     """Accumulates a pixel confusion matrix; ``compute()`` gives ``{"mIoU", "pixel_acc"}``."""
 
-    def __init__(self, *, num_classes: int, ignore_index: int = 255, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, *, num_classes: int, ignore_index: int = IGNORE_INDEX, device: torch.device | str = "cpu"
+    ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
@@ -49,9 +52,7 @@ class SegmentationMetrics:
         if logits is not None:
             logits = logits.detach().to(self.device)
             if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
-                logits = F.interpolate(
-                    logits.float(), size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=False
-                )
+                logits = upsample_logits(logits.float(), tuple(labels.shape[-2:]))
             preds = logits.argmax(dim=1)
         preds = preds.detach().to(self.device).long()
         if preds.shape != labels.shape:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +13,23 @@ from trainer.components import load_builtin_components
 from trainer.recipe.errors import RecipeError, RecipeIssue
 from trainer.recipe.load import Locations, load_raw_recipe
 from trainer.recipe.schema import Recipe
+from trainer.recipe.sources import format_sources, value_sources
 from trainer.recipe.validate import validate_raw_recipe
 
 
 @dataclass
 class LoadedRecipe:
     recipe: Recipe
-    raw: dict[str, Any]  # what the files and overrides said, merged
-    locations: Locations
-    sources: list[str]
+    locations: Locations  # where each key was written, for errors (`locations.find(path)`)
+    value_sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def sources(self) -> dict[str, str]:
+        """{key path: "file:line:col" | "command-line override 'k=v'" | "default"} for every value."""
+        return dict(self.value_sources)
+
+    def sources_text(self) -> str:
+        """Every resolved value with where it came from, one per line (`trainer show --sources`)."""
+        return format_sources(recipe_to_dict(self.recipe), self.value_sources)
 
 
 def load_recipe(paths: list[str | Path], overrides: list[str] | tuple[str, ...] = ()) -> LoadedRecipe:
@@ -30,7 +38,8 @@ def load_recipe(paths: list[str | Path], overrides: list[str] | tuple[str, ...] 
     raw, locations = load_raw_recipe(list(paths), list(overrides))
     validate_raw_recipe(raw, locations)
     recipe = recipe_from_dict(raw)
-    return LoadedRecipe(recipe=recipe, raw=raw, locations=locations, sources=[str(p) for p in paths])
+    sources = value_sources(recipe_to_dict(recipe), raw, locations)
+    return LoadedRecipe(recipe=recipe, locations=locations, value_sources=sources)
 
 
 def recipe_from_dict(raw: dict[str, Any]) -> Recipe:

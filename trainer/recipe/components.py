@@ -1,62 +1,40 @@
-"""Check a named component's recipe options against its constructor's signature."""
+"""Check a named component's recipe options against its registry's declaration and its constructor's
+signature (types and `Annotated` constraints)."""
 
 from __future__ import annotations
 
 import inspect
-import typing
 from typing import Any
 
 from trainer.recipe.errors import KeyPath
 from trainer.recipe.typecheck import Report, check_value
-from trainer.registry import Registry, UnknownNameError, closest_name
-
-
-def constructor_parameters(component: Any) -> dict[str, inspect.Parameter]:
-    target = component.__init__ if inspect.isclass(component) else component
-    parameters = dict(inspect.signature(target).parameters)
-    parameters.pop("self", None)
-    return {
-        name: parameter
-        for name, parameter in parameters.items()
-        if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    }
-
-
-def constructor_hints(component: Any) -> dict[str, Any]:
-    target = component.__init__ if inspect.isclass(component) else component
-    try:
-        return typing.get_type_hints(target)
-    except Exception:  # an annotation that cannot be resolved is simply not type-checked
-        return {}
-
-
-def option_names(component: Any, *, injected: tuple[str, ...] = ()) -> list[str]:
-    return [name for name in constructor_parameters(component) if name not in injected]
+from trainer.registry import (  # noqa: F401  (constructor_*: the old import path of commands/docs.py, new.py)
+    Registry,
+    UnknownNameError,
+    closest_name,
+    constructor_hints,
+    constructor_parameters,
+)
 
 
 def check_options(
-    *,
-    component: Any,
-    component_name: str,
-    options: dict[str, Any],
-    path: KeyPath,
-    report: Report,
-    injected: tuple[str, ...] = (),
+    *, registry: Registry, name: str, options: dict[str, Any], path: KeyPath, report: Report,
 ) -> None:
-    """Unknown options (with the closest valid one), wrong types, and missing required options."""
-    parameters = constructor_parameters(component)
-    hints = constructor_hints(component)
-    valid = [name for name in parameters if name not in injected]
+    """Unknown options (with the closest valid one), wrong types or values, and missing required options."""
+    component_name = f"{registry.kind} '{name}'"
+    parameters = registry.options(name)
+    hints = registry.hints(name)
+    valid = list(parameters)
     for key, value in options.items():
-        if key not in valid:
+        if key not in parameters:
             suggestion = closest_name(str(key), valid)
             hint = f"; did you mean '{suggestion}'?" if suggestion else f" (options: {', '.join(valid) or 'none'})"
             report(path + (key,), f"unknown option '{key}' of {component_name}{hint}")
-        elif key in hints:
-            check_value(value, hints[key], path + (key,), report)
-    for name in valid:
-        if parameters[name].default is inspect.Parameter.empty and name not in options:
-            report(path, f"{component_name} needs the option '{name}'")
+        else:
+            check_value(value, hints.get(key, Any), path + (key,), report)
+    for key, parameter in parameters.items():
+        if parameter.default is inspect.Parameter.empty and key not in options:
+            report(path, f"{component_name} needs the option '{key}'")
 
 
 def lookup(registry: Registry, name: Any, path: KeyPath, report: Report) -> Any | None:
@@ -72,16 +50,11 @@ def lookup(registry: Registry, name: Any, path: KeyPath, report: Report) -> Any 
 
 
 def check_named_component(
-    *,
-    registry: Registry,
-    entry: Any,
-    path: KeyPath,
-    report: Report,
-    name_key: str = "name",
-    reserved: tuple[str, ...] = (),
-    injected: tuple[str, ...] = (),
+    *, registry: Registry, entry: Any, path: KeyPath, report: Report, reserved: tuple[str, ...] = (),
 ) -> Any | None:
-    """An entry `{name: ..., <options>}`: the name exists and the options fit its signature."""
+    """An entry `{<registry.name_key>: ..., <options>}`: the name exists and the options fit its
+    signature; `reserved` keys belong to the entry, not to the component."""
+    name_key = registry.name_key
     if not isinstance(entry, dict):
         report(path, f"expected a mapping with '{name_key}', got {entry!r}")
         return None
@@ -92,12 +65,5 @@ def check_named_component(
     if component is None:
         return None
     options = {key: value for key, value in entry.items() if key != name_key and key not in reserved}
-    check_options(
-        component=component,
-        component_name=f"{registry.kind} '{entry[name_key]}'",
-        options=options,
-        path=path,
-        report=report,
-        injected=injected,
-    )
+    check_options(registry=registry, name=entry[name_key], options=options, path=path, report=report)
     return component

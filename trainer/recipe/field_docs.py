@@ -96,6 +96,12 @@ FIELD_HELP: dict[str, str] = {
                      "(classification, segmentation) or `pr_curve.png` (detection).",
     "logging.val_images_every": "Every N epochs save the first validation images with predictions as "
                                 "`RUN/plots/val_epoch_N.png` (and to TensorBoard); 0 = off.",
+    "logging.mlflow": "MLflow tracking: the recipe as params, per-epoch metrics, best.pt and the plots as "
+                      "artifacts (rank 0).",
+    "logging.mlflow.tracking_uri": "Log to MLflow (the `trainer[mlflow]` extra): the store's URI, e.g. "
+                                   "`http://host:5000`; unset = off. See docs/outputs.md.",
+    "logging.mlflow.experiment": "MLflow experiment name (created when missing).",
+    "logging.mlflow.run_name": "MLflow run name; default the run directory's name.",
     # environment
     "environment.device": "`auto` (the GPU when there is one), `cpu`, `cuda`, `cuda:N` or `mps`; "
                           "`--device` overrides.",

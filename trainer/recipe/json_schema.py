@@ -14,17 +14,17 @@ import dataclasses
 import importlib
 import inspect
 import json
-import re
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from trainer.components import load_builtin_components
-from trainer.recipe.components import constructor_hints, constructor_parameters
+from trainer.constraints import constraints_of
 from trainer.recipe.errors import RecipeError, RecipeIssue
+from trainer.recipe.field_docs import EXTRA_KEYS_HELP, FIELD_HELP
+from trainer.recipe.loss_entries import ENTRY_TYPES
 from trainer.recipe.schema import Recipe
-from trainer.recipe.validate import CHOICES, DEVICE_PATTERN, LOSS_ENTRY_KEYS, MINIMUMS
 from trainer.registry import (
     BACKBONES,
     DATASETS,
@@ -41,42 +41,47 @@ from trainer.registry import (
 DRAFT = "http://json-schema.org/draft-07/schema#"  # the draft editors support best
 _SIMPLE = {int: "integer", float: "number", bool: "boolean", str: "string", type(None): "null"}
 NO_DEFAULT = object()
-EXCLUSIVE_BOUNDS = {("training", "ema", "decay"): (0, 1), ("training", "grad_clip"): (0, None)}  # as validate checks
+TYPE_SPECIFIC_KEYWORDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern"}
 
-# each kind of named component: its registry and the options the trainer fills in itself
+# each kind of named component in the definitions, by its registry
 COMPONENTS = {
-    "backbone": (BACKBONES, ()),
-    "neck": (NECKS, ("in_channels", "in_strides")),
-    "head": (HEADS, ("in_channels", "in_strides", "num_classes")),
-    "full": (FULL_MODELS, ("num_classes",)),
-    "optimizer": (OPTIMIZERS, ("params",)),
-    "scheduler": (SCHEDULERS, ("optimizer", "steps_per_epoch", "epochs")),
-    "transform": (TRANSFORMS, ()),
+    "backbone": BACKBONES,
+    "neck": NECKS,
+    "head": HEADS,
+    "full": FULL_MODELS,
+    "optimizer": OPTIMIZERS,
+    "scheduler": SCHEDULERS,
+    "transform": TRANSFORMS,
 }
-LOSS_ENTRY_PROPERTIES = {
-    "name": {"type": "string", "description": "name of this loss in the logs (default: the criterion)"},
-    "weight": {
-        "anyOf": [{"type": "number"}, {"type": "null"}, {"type": "object", "additionalProperties": {"type": "number"}}],
-        "description": "multiplier of this loss in the total, or one per part; ~ means 1.0",
-    },
-    "exclude": {"type": "array", "items": {"type": "string"}, "description": "parts logged but not optimised"},
-    "inputs": {
-        "type": "object", "additionalProperties": {"type": "string"},
-        "description": "remap the loss's inputs: {input name: model output or batch field}",
-    },
+LOSS_ENTRY_HELP = {
+    "name": "name of this loss in the logs (default: the criterion)",
+    "weight": "multiplier of this loss in the total, or one per part; ~ means 1.0",
+    "exclude": "parts logged but not optimised",
+    "inputs": "remap the loss's inputs: {input name: model output or batch field}",
 }
-assert set(LOSS_ENTRY_PROPERTIES) | {"criterion"} == set(LOSS_ENTRY_KEYS)
 
 
 def type_schema(annotation: Any) -> dict[str, Any]:
-    """The JSON Schema of a Python type annotation (unknown classes allow anything)."""
+    """The JSON Schema of a Python type annotation with its constraints (unknown classes allow anything)."""
+    annotation, constraints = constraints_of(annotation)
+    schema = _bare_type_schema(annotation)
+    for constraint in constraints:
+        schema.update(constraint.json_schema())
+    return schema
+
+
+def _bare_type_schema(annotation: Any) -> dict[str, Any]:
     if annotation in _SIMPLE:
         return {"type": _SIMPLE[annotation]}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [type_schema(arg) for arg in args]
-        if all(set(option) == {"type"} for option in options):
-            return {"type": [option["type"] for option in options]}
+        extras = [{k: v for k, v in option.items() if k != "type"} for option in options]
+        constrained = [extra for extra in extras if extra]
+        if all("type" in option for option in options) and (
+            not constrained or (len(constrained) == 1 and set(constrained[0]) <= TYPE_SPECIFIC_KEYWORDS)
+        ):  # bounds and patterns only apply to values of their own type: one list of types keeps them
+            return {"type": [option["type"] for option in options], **(constrained[0] if constrained else {})}
         return {"anyOf": options}
     if origin is typing.Literal:
         return {"enum": list(args)}
@@ -104,37 +109,35 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().split("\n\n")[0].replace("\n", " ").strip()
 
 
-def _option_schemas(component: Any, injected: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
-    """Each option's schema (type and default) and the options without a default."""
-    hints = constructor_hints(component)
+def _option_schemas(registry: Registry, name: str) -> tuple[dict[str, Any], list[str]]:
+    """Each option's schema (type, constraints and default) and the options without a default."""
+    hints = registry.hints(name)
     options: dict[str, Any] = {}
     required = []
-    for name, parameter in constructor_parameters(component).items():
-        if name in injected:
-            continue
-        option = type_schema(hints.get(name, Any))
+    for option, parameter in registry.options(name).items():
+        schema = type_schema(hints.get(option, Any))
         if parameter.default is inspect.Parameter.empty:
-            required.append(name)
+            required.append(option)
         elif _json_default(parameter.default) is not NO_DEFAULT:
-            option["default"] = _json_default(parameter.default)
-        options[name] = option
+            schema["default"] = _json_default(parameter.default)
+        options[option] = schema
     return options, required
 
 
 def component_schema(
-    *, registry: Registry, injected: tuple[str, ...] = (), name_key: str = "name",
-    entry_properties: dict[str, Any] | None = None, in_list: bool = False,
+    *, registry: Registry, entry_properties: dict[str, Any] | None = None, in_list: bool = False,
 ) -> dict[str, Any]:
     """`{name: ..., <options>}`: the name from the registry, the options of that name's constructor.
 
     In a list (transforms, losses) an entry is replaced whole, so it needs its name and its
     required options; a mapping may get them from a base recipe, so nothing is required there."""
     entry_properties = entry_properties or {}
+    name_key = registry.name_key
     names = registry.names()
     branches, all_options, descriptions = [], {}, []
     for name in names:
         component = registry.get(name)
-        options, required = _option_schemas(component, injected)
+        options, required = _option_schemas(registry, name)
         all_options.update({option: {} for option in options})
         description = _first_line(inspect.getdoc(component))
         heads = registry.meta(name).get("heads")
@@ -161,19 +164,6 @@ def component_schema(
     return schema
 
 
-def _field_comments() -> dict[tuple[str, str], str]:
-    """The `# comment` after each dataclass field in schema.py, as its description."""
-    import trainer.recipe.schema as schema_module
-
-    comments, current = {}, None
-    for line in inspect.getsource(schema_module).splitlines():
-        if match := re.match(r"class (\w+)", line):
-            current = match.group(1)
-        elif match := re.match(r"    (\w+): [^#]+#\s*(.+)$", line):
-            comments[(current, match.group(1))] = match.group(2).strip()
-    return comments
-
-
 def _special(path: tuple[str, ...]) -> dict[str, Any] | None:
     """Fields whose values are registry names or named components."""
     if path == ("data", "format"):
@@ -189,33 +179,24 @@ def _special(path: tuple[str, ...]) -> dict[str, Any] | None:
     return None
 
 
-def dataclass_schema(cls: type, path: tuple[str, ...], comments: dict[tuple[str, str], str]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+def dataclass_schema(cls: type, path: tuple[str, ...]) -> dict[str, Any]:
+    """A schema dataclass: each field's type, constraints, default and help text (field_docs.py)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     defaults = cls()
     properties = {}
     for field in dataclasses.fields(cls):
         here = path + (field.name,)
         annotation = hints[field.name]
         if dataclasses.is_dataclass(annotation):
-            prop = dataclass_schema(annotation, here, comments)
+            prop = dataclass_schema(annotation, here)
         else:
             prop = _special(here) or type_schema(annotation)
             default = _json_default(getattr(defaults, field.name))
             if default is not NO_DEFAULT:
                 prop["default"] = default
-        if here in CHOICES:
-            prop["enum"] = list(CHOICES[here])
-        if here in MINIMUMS:
-            prop["minimum"] = MINIMUMS[here]
-        low, high = EXCLUSIVE_BOUNDS.get(here, (None, None))
-        if low is not None:
-            prop["exclusiveMinimum"] = low
-        if high is not None:
-            prop["exclusiveMaximum"] = high
-        if here == ("environment", "device"):
-            prop["pattern"] = f"^({DEVICE_PATTERN})$"
-        if (cls.__name__, field.name) in comments:
-            prop["description"] = comments[(cls.__name__, field.name)]
+        help_text = FIELD_HELP.get(".".join(here))
+        if help_text:
+            prop["description"] = help_text
         properties[field.name] = prop
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "("):
@@ -228,7 +209,7 @@ def _dataset_options(schema: dict[str, Any]) -> None:
     data = schema["properties"]["data"]
     data["allOf"] = []
     for name in DATASETS.names():
-        options, _ = _option_schemas(DATASETS.get(name), ("task", "split"))
+        options, _ = _option_schemas(DATASETS, name)
         split = {"type": "object", "properties": options, "additionalProperties": False}
         data["allOf"].append({
             "if": {"properties": {"format": {"const": name}}, "required": ["format"]},
@@ -238,24 +219,22 @@ def _dataset_options(schema: dict[str, Any]) -> None:
 
 def recipe_json_schema() -> dict[str, Any]:
     """The whole schema (registries must be loaded: `load_builtin_components()`)."""
-    schema = dataclass_schema(Recipe, (), _field_comments())
+    schema = dataclass_schema(Recipe, ())
     _dataset_options(schema)
     schema["properties"] = {
         "base": {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-            "description": "recipe(s) merged first, paths relative to this file",
+            "description": EXTRA_KEYS_HELP["base"],
         },
         **schema["properties"],
     }
-    defs = {
-        kind: component_schema(registry=registry, injected=injected, in_list=kind == "transform")
-        for kind, (registry, injected) in COMPONENTS.items()
-    }
+    defs = {kind: component_schema(registry=registry, in_list=kind == "transform")
+            for kind, registry in COMPONENTS.items()}
     for kind in ("backbone", "neck", "head", "full"):
         defs[kind]["type"] = ["object", "null"]
-    defs["loss"] = component_schema(
-        registry=LOSSES, name_key="criterion", entry_properties=LOSS_ENTRY_PROPERTIES, in_list=True
-    )
+    entry_properties = {key: {**type_schema(ENTRY_TYPES[key]), "description": text}
+                        for key, text in LOSS_ENTRY_HELP.items()}
+    defs["loss"] = component_schema(registry=LOSSES, entry_properties=entry_properties, in_list=True)
     return {
         "$schema": DRAFT,
         "title": "trainer recipe",

@@ -1,60 +1,23 @@
-"""Load recipe files (with `base:` chains), merge them in order, apply `key.path=value` overrides.
+"""Load recipe files (with `base:` chains), merge them in order (trainer/recipe/merge.py), apply
+`key.path=value` overrides (trainer/recipe/overrides.py).
 
-Every key and value keeps where it came from (file:line:col, or the override), so that errors
-can point at the line.
+Files are read through the guarded reader (trainer/files.py); every key and value keeps where it
+came from (file:line:col, or the override), so that errors can point at the line.
 """
 
 from __future__ import annotations
 
-import copy
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trainer.files import FileReadError, compose_yaml, read_text
 from trainer.recipe.errors import KeyPath, RecipeError, RecipeIssue, format_path
-
-
-class RecipeLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` and `1.0e3` as numbers (YAML 1.1 would keep them strings)."""
-
-
-RecipeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml_value(text: str) -> Any:
-    return yaml.load(text, Loader=RecipeLoader)
-
-
-class Locations:
-    """Where each key path was written: 'file:line:col' or "command-line override 'k=v'"."""
-
-    def __init__(self) -> None:
-        self._where: dict[KeyPath, str] = {}
-
-    def set(self, path: KeyPath, where: str) -> None:
-        self._where[path] = where
-
-    def drop_under(self, path: KeyPath) -> None:
-        for key in [key for key in self._where if key[: len(path)] == path and len(key) > len(path)]:
-            del self._where[key]
-
-    def update(self, other: "Locations") -> None:
-        self._where.update(other._where)
-
-    def find(self, path: KeyPath) -> str | None:
-        """The location of `path`, or of its closest written ancestor, or else the recipe files."""
-        path = tuple(path)
-        while path:
-            if path in self._where:
-                return self._where[path]
-            path = path[:-1]
-        return self._where.get(())
+from trainer.recipe.locations import Locations
+from trainer.recipe.merge import merge_into
+from trainer.recipe.overrides import apply_override, parse_override
+from trainer.recipe.yaml_loader import RecipeLoader, construct, parse_yaml_value
 
 
 def _record_locations(
@@ -80,22 +43,26 @@ def _record_locations(
             _record_locations(item, child, filename, locations, issues)
 
 
+def _file_error(error: FileReadError) -> RecipeError:
+    where = f"{error.path}:{error.line}" if error.line is not None else error.path
+    return RecipeError([RecipeIssue((), error.problem, where=where)])
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], Locations]:
-    """Safe-load one YAML file into a mapping, with the location of each key."""
+    """One recipe file as a mapping, with the location of each key; any problem is a RecipeError."""
     if not path.is_file():
-        raise RecipeError([RecipeIssue((), f"recipe file not found: {path}", where=str(path))])
-    text = path.read_text(encoding="utf-8")
-    loader = RecipeLoader(text)
+        problem = "recipe file not found" if not path.exists() else "recipe path is not a file"
+        raise RecipeError([RecipeIssue((), f"{problem}: {path}", where=str(path))])
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or str(error)
-        raise RecipeError([RecipeIssue((), f"invalid YAML: {problem}", where=where)]) from None
-    finally:
-        loader.dispose()
+        node = compose_yaml(read_text(path), path=path, loader=RecipeLoader)
+        data = construct(node) if node is not None else {}
+    except FileReadError as error:
+        raise _file_error(error) from None
+    except yaml.MarkedYAMLError as error:  # e.g. an unhashable key
+        where = f"{path}:{error.problem_mark.line + 1}" if error.problem_mark else str(path)
+        raise RecipeError([RecipeIssue((), f"invalid YAML: {error.problem}", where=where)]) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as error:  # e.g. a date that does not exist
+        raise RecipeError([RecipeIssue((), f"invalid YAML: {error}", where=str(path))]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -109,31 +76,28 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], Locations]:
     return data, locations
 
 
-def merge_into(base: dict[str, Any], update: dict[str, Any], locations: Locations, path: KeyPath = ()) -> None:
-    """Mappings merge key by key; lists and scalars replace whole."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge_into(base[key], value, locations, path + (key,))
-        else:
-            locations.drop_under(path + (key,))
-            base[key] = copy.deepcopy(value)
+def _base_paths(data: dict[str, Any], path: Path, locations: Locations) -> list[Path]:
+    bases = data.pop("base", None)
+    if bases is None:
+        return []
+    base_list = [bases] if isinstance(bases, str) else bases
+    if not isinstance(base_list, list) or not all(isinstance(item, str) for item in base_list):
+        raise RecipeError([RecipeIssue(("base",), "must be a path or a list of paths", locations.find(("base",)))])
+    return [(path.parent / name).resolve() for name in base_list]
 
 
 def load_file_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Locations]:
     """One recipe file, its `base:` (a path relative to the file, or a list of them) merged first."""
     path = path.resolve()
     data, file_locations = read_yaml(path)
-    bases = data.pop("base", None)
-    if bases is None:
-        return data, file_locations
-    base_list = [bases] if isinstance(bases, str) else bases
-    if not isinstance(base_list, list) or not all(isinstance(item, str) for item in base_list):
-        raise RecipeError([RecipeIssue(("base",), "must be a path or a list of paths", file_locations.find(("base",)))])
-    merged: dict[str, Any] = {}
-    locations = Locations()
+    base_paths = _base_paths(data, path, file_locations)
+    if not base_paths:
+        merged: dict[str, Any] = {}
+        merge_into(merged, data, Locations())  # drops the file's own `key: ~` entries
+        return merged, file_locations
+    merged, locations = {}, Locations()
     where = file_locations.find(("base",))
-    for base_name in base_list:
-        base_path = (path.parent / base_name).resolve()
+    for base_path in base_paths:
         if not base_path.is_file():
             raise RecipeError([RecipeIssue(("base",), f"base recipe not found: {base_path}", where=where)])
         if base_path in chain + (path,):
@@ -145,48 +109,6 @@ def load_file_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict
     merge_into(merged, data, locations)
     locations.update(file_locations)
     return merged, locations
-
-
-def parse_override(text: str) -> tuple[KeyPath, Any]:
-    if "=" not in text:
-        raise RecipeError([RecipeIssue((), f"override '{text}' must look like key.path=value", where="command line")])
-    key, raw_value = text.split("=", 1)
-    key = re.sub(r"\[(\d+)\]", r".\1", key.strip())  # model.losses[0].weight, as errors print it
-    if not key or any(not part for part in key.split(".")):
-        raise RecipeError([RecipeIssue((), f"override '{text}' has an empty key", where="command line")])
-    path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
-    try:
-        value = parse_yaml_value(raw_value) if raw_value != "" else ""
-    except yaml.YAMLError:
-        value = raw_value
-    return path, value
-
-
-def apply_override(data: dict[str, Any], text: str, locations: Locations) -> None:
-    path, value = parse_override(text)
-    where = f"command-line override '{text}'"
-    node: Any = data
-    for depth, part in enumerate(path[:-1]):
-        here = path[: depth + 1]
-        if isinstance(node, list):
-            if not isinstance(part, int) or part >= len(node):
-                raise RecipeError([RecipeIssue(here, f"no list item {part} (the list has {len(node)})", where)])
-            node = node[part]
-        elif isinstance(node, dict):
-            if not isinstance(node.get(part), (dict, list)):
-                node[part] = {}
-            node = node[part]
-        else:
-            raise RecipeError([RecipeIssue(here, f"cannot set a key inside the value {node!r}", where)])
-    last = path[-1]
-    if isinstance(node, list):
-        if not isinstance(last, int) or last >= len(node):
-            raise RecipeError([RecipeIssue(path, f"no list item {last} (the list has {len(node)})", where)])
-        node[last] = value
-    else:
-        node[last] = value
-    locations.drop_under(path)
-    locations.set(path, where)
 
 
 def load_raw_recipe(paths: list[str | Path], overrides: list[str] = ()) -> tuple[dict[str, Any], Locations]:
@@ -205,4 +127,4 @@ def load_raw_recipe(paths: list[str | Path], overrides: list[str] = ()) -> tuple
     return merged, locations
 
 
-__all__ = ["Locations", "load_raw_recipe", "format_path"]
+__all__ = ["Locations", "RecipeLoader", "format_path", "load_raw_recipe", "parse_override", "parse_yaml_value"]

@@ -3,47 +3,57 @@
 A user writes only what differs from these defaults. Named components (datasets, transforms,
 backbones, necks, heads, losses, optimizers, schedulers) are mappings with a `name` (or
 `criterion`) plus options; the options are checked against the component's constructor
-signature by `trainer.recipe.validate`.
+signature by `trainer.recipe.validate`. Value constraints are `Annotated` (trainer/constraints.py);
+the help text of every field is in trainer/recipe/field_docs.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Optional
+
+from trainer.constraints import AtLeastOne, Choice, NonNegative, Pattern, Positive, Probability, Range, Seed
 
 TASKS = ("classification", "detection", "segmentation")
 AMP_MODES = ("none", "auto", "bf16", "fp16")
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+DEVICE = Pattern(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda, cuda:N or mps")
+MAX_BATCH_SIZE = 65536
+
+Count = Annotated[int, AtLeastOne]
+Natural = Annotated[int, NonNegative]
+Prob = Annotated[float, Probability]
 
 
 @dataclass
 class DataConfig:
-    format: str = "shapes"  # a registered dataset: shapes | image_folder | coco | yolo | mask_folder ...
-    train: Dict[str, Any] = field(default_factory=dict)  # options of the train split's dataset
-    val: Dict[str, Any] = field(default_factory=dict)  # options of the val split's dataset
+    format: str = "shapes"
+    train: Dict[str, Any] = field(default_factory=dict)
+    val: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class MixConfig:
     """Classification batch mixing (torchvision MixUp / CutMix); both 0 means off."""
 
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    prob: float = 1.0
+    mixup_alpha: Annotated[float, NonNegative] = 0.0
+    cutmix_alpha: Annotated[float, NonNegative] = 0.0
+    prob: Prob = 1.0
 
 
 @dataclass
 class MosaicConfig:
     """YOLOX-style mosaic and mixup for detection; both probabilities 0 means off."""
 
-    prob: float = 0.0
-    mixup_prob: float = 0.0
-    scale: List[float] = field(default_factory=lambda: [0.5, 1.5])
-    off_last_epochs: int = 0  # switch mosaic and mixup off for the last N epochs
+    prob: Prob = 0.0
+    mixup_prob: Prob = 0.0
+    scale: List[Annotated[float, Positive]] = field(default_factory=lambda: [0.5, 1.5])
+    off_last_epochs: Natural = 0
 
 
 @dataclass
 class AugmentationConfig:
-    train: List[Dict[str, Any]] = field(default_factory=list)  # [{name: hflip, p: 0.5}, ...]
+    train: List[Dict[str, Any]] = field(default_factory=list)
     val: List[Dict[str, Any]] = field(default_factory=list)
     mix: MixConfig = field(default_factory=MixConfig)
     mosaic: MosaicConfig = field(default_factory=MosaicConfig)
@@ -51,79 +61,87 @@ class AugmentationConfig:
 
 @dataclass
 class ArchitectureConfig:
-    backbone: Optional[Dict[str, Any]] = None  # {name: resnet18, pretrained: ~, ...}
-    neck: Optional[Dict[str, Any]] = None  # {name: fpn, ...}
-    head: Optional[Dict[str, Any]] = None  # {name: fc, ...}; follows from the losses when omitted
-    full: Optional[Dict[str, Any]] = None  # a whole network instead of backbone/neck/head: {name: pidnet}
+    backbone: Optional[Dict[str, Any]] = None
+    neck: Optional[Dict[str, Any]] = None
+    head: Optional[Dict[str, Any]] = None
+    full: Optional[Dict[str, Any]] = None
 
 
 @dataclass
 class PostprocessConfig:
     """Detection decoding: score threshold, class-aware NMS, detections kept per image."""
 
-    score_threshold: float = 0.01
-    nms_iou: float = 0.65
-    max_detections: int = 100
-    pre_nms_top_k: int = 1000
+    score_threshold: Prob = 0.01
+    nms_iou: Prob = 0.65
+    max_detections: Count = 100
+    pre_nms_top_k: Count = 1000
 
 
 @dataclass
 class ModelConfig:
     architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
-    losses: List[Dict[str, Any]] = field(default_factory=list)  # [{criterion: cross_entropy, weight: ~}]
+    losses: List[Dict[str, Any]] = field(default_factory=list)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
-    checkpoint: Optional[str] = None  # whole-model weights to start from (a trainer checkpoint or state dict)
+    checkpoint: Optional[str] = None
 
 
 @dataclass
 class EmaConfig:
     enabled: bool = False
-    decay: float = 0.9998
-    warmup_steps: int = 2000  # decay ramps up as decay * (1 - exp(-step / warmup_steps)); 0 = constant
+    decay: Annotated[float, Range(gt=0, lt=1)] = 0.9998
+    warmup_steps: Natural = 2000
 
 
 @dataclass
 class EarlyStoppingConfig:
-    patience: int = 0  # validations without improvement of training.best_metric before stopping; 0 = off
-    min_delta: float = 0.0
+    patience: Natural = 0
+    min_delta: Annotated[float, NonNegative] = 0.0
 
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: Dict[str, Any] = field(default_factory=lambda: {"name": "sgd"})
+    epochs: Count = 10
+    batch_size: Annotated[int, Range(ge=1, le=MAX_BATCH_SIZE)] = 32
+    optimizer: Dict[str, Any] = field(default_factory=lambda: {"name": "auto"})  # auto: picked from task, model, steps
     scheduler: Dict[str, Any] = field(default_factory=lambda: {"name": "cosine"})
-    no_decay_norm_bias: bool = True  # no weight decay on normalisation weights and biases
-    amp: str = "auto"  # none | auto (bf16 on CUDA where supported, else fp16; off on CPU) | bf16 | fp16
-    grad_clip: Optional[float] = None  # max global gradient norm
-    grad_accum_steps: int = 1
+    no_decay_norm_bias: bool = True
+    amp: Annotated[str, Choice(AMP_MODES)] = "auto"
+    grad_clip: Optional[Annotated[float, Positive]] = None
+    grad_accum_steps: Count = 1
     ema: EmaConfig = field(default_factory=EmaConfig)
-    val_every: int = 1  # validate every N epochs (and always after the last)
-    best_metric: Optional[str] = None  # metric that picks best.pt; default top1 / mAP50_95 / mIoU
+    val_every: Count = 1
+    best_metric: Optional[str] = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    max_steps_per_epoch: Optional[int] = None  # cut epochs short (smoke tests, debugging)
+    max_steps_per_epoch: Optional[Count] = None
     channels_last: bool = False
-    compile: bool = False  # torch.compile the model
-    sync_batchnorm: bool = False  # convert BatchNorm to SyncBatchNorm under DDP
+    compile: bool = False
+    sync_batchnorm: bool = False
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: Optional[str] = None
+    experiment: str = "trainer"
+    run_name: Optional[str] = None
 
 
 @dataclass
 class LoggingConfig:
     output_dir: str = "runs"
-    name: Optional[str] = None  # run directory name; default <recipe file stem>
-    log_every: int = 20  # steps between reading the loss on the host (progress, non-finite check)
-    progress: str = "auto"  # auto (rich bar on a terminal, log lines otherwise) | bar | lines | none
+    name: Optional[str] = None
+    log_every: Count = 20
+    progress: Annotated[str, Choice(PROGRESS_MODES)] = "auto"
     tensorboard: bool = False
-    plots: bool = True  # PNG curves and confusion matrix / PR curve at the end of training
-    val_images_every: int = 0  # save validation images with predictions every N epochs; 0 = off
+    plots: bool = True
+    val_images_every: Natural = 0
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
 @dataclass
 class EnvironmentConfig:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_workers: int = 2
-    seed: int = 0
+    device: Annotated[str, DEVICE] = "auto"
+    num_workers: Natural = 2
+    seed: Annotated[int, Seed] = 0
     deterministic: bool = False
     cudnn_benchmark: bool = True
     pin_memory: bool = True
@@ -131,8 +149,8 @@ class EnvironmentConfig:
 
 @dataclass
 class Recipe:
-    task: str = "classification"
-    imports: List[str] = field(default_factory=list)  # modules that register custom components
+    task: Annotated[str, Choice(TASKS)] = "classification"
+    imports: List[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -1,61 +1,23 @@
-"""Validate a merged recipe: structure and types, then every named component and its options.
+"""Validate a merged recipe: structure, types and the constraints declared in the schema, then every
+named component and its options against the registries' declarations.
 
 All problems are collected and reported together, each with its file:line or override.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any
 
-from trainer.models.head_choice import HeadChoiceError, choose_head
+from trainer.head_choice import HeadChoiceError, choose_head
+from trainer.plugins import import_plugin, plugin_folders
 from trainer.recipe.components import check_named_component, lookup
 from trainer.recipe.errors import KeyPath, RecipeError, RecipeIssue
-from trainer.recipe.load import Locations
-from trainer.recipe.schema import AMP_MODES, TASKS, Recipe
-from trainer.recipe.typecheck import check_dataclass, check_value
-from trainer.registry import (
-    BACKBONES,
-    DATASETS,
-    FULL_MODELS,
-    HEADS,
-    LOSSES,
-    NECKS,
-    OPTIMIZERS,
-    SCHEDULERS,
-    TRANSFORMS,
-    closest_name,
-)
-
-LOSS_ENTRY_KEYS = ("criterion", "name", "weight", "exclude", "inputs")
-TASK_METRICS = {
-    "classification": ("top1", "top5"),
-    "detection": ("mAP50_95", "mAP50", "mAP75"),
-    "segmentation": ("mIoU", "pixel_acc"),
-}
-
-
-# numbers that must be at least this much, and strings that must be one of these (also in the JSON Schema)
-MINIMUMS: dict[KeyPath, int] = {
-    ("training", "epochs"): 1,
-    ("training", "batch_size"): 1,
-    ("training", "grad_accum_steps"): 1,
-    ("training", "val_every"): 1,
-    ("training", "max_steps_per_epoch"): 1,
-    ("training", "early_stopping", "patience"): 0,
-    ("training", "ema", "warmup_steps"): 0,
-    ("logging", "log_every"): 1,
-    ("logging", "val_images_every"): 0,
-    ("environment", "num_workers"): 0,
-    ("augmentation", "mosaic", "off_last_epochs"): 0,
-}
-CHOICES: dict[KeyPath, tuple[str, ...]] = {
-    ("task",): TASKS,
-    ("training", "amp"): AMP_MODES,
-    ("logging", "progress"): ("auto", "bar", "lines", "none"),
-}
-DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
+from trainer.recipe.locations import Locations
+from trainer.recipe.loss_entries import check_loss_entry
+from trainer.recipe.schema import TASKS, Recipe
+from trainer.recipe.typecheck import check_dataclass
+from trainer.registry import BACKBONES, DATASETS, FULL_MODELS, HEADS, LOSSES, NECKS, OPTIMIZERS, SCHEDULERS, TRANSFORMS
 
 
 class IssueCollector:
@@ -68,70 +30,19 @@ class IssueCollector:
 
 
 def import_user_modules(modules: list[str], report: IssueCollector) -> None:
+    """Import each module of `imports:` (see trainer/plugins.py for where they are searched)."""
     for index, module in enumerate(modules):
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            report(("imports", index), f"cannot import '{module}': {error}")
+        folders = plugin_folders(report.locations.find(("imports", index)))
+        problem = import_plugin(module, folders=folders)
+        if problem is not None:
+            report(("imports", index), problem)
 
 
-def _check_ranges(recipe: dict[str, Any], report: IssueCollector) -> None:
-    def get(path: KeyPath) -> Any:
-        node: Any = recipe
-        for part in path:
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
+def task_metric_names(task: str) -> tuple[str, ...]:
+    """The metric names the task reports (read from its `Task` class)."""
+    from trainer.tasks import task_class
 
-    for path, minimum in MINIMUMS.items():
-        value = get(path)
-        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
-            report(path, f"must be at least {minimum}, got {value}")
-    for path, valid in CHOICES.items():
-        value = get(path)
-        if isinstance(value, str) and value not in valid:
-            suggestion = closest_name(value, valid)
-            hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-            report(path, f"must be one of {', '.join(valid)}, got '{value}'{hint}")
-    decay = get(("training", "ema", "decay"))
-    if isinstance(decay, (int, float)) and not 0.0 < decay < 1.0:
-        report(("training", "ema", "decay"), f"must be between 0 and 1, got {decay}")
-    clip = get(("training", "grad_clip"))
-    if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip <= 0:
-        report(("training", "grad_clip"), f"must be positive, got {clip}")
-    device = get(("environment", "device"))
-    if isinstance(device, str) and not re.fullmatch(DEVICE_PATTERN, device):
-        report(("environment", "device"), f"must be auto, cpu, cuda or cuda:N, got '{device}'")
-
-
-def _check_loss_entry(entry: dict[str, Any], path: KeyPath, report: IssueCollector) -> None:
-    check_named_component(
-        registry=LOSSES, entry=entry, path=path, report=report, name_key="criterion", reserved=LOSS_ENTRY_KEYS
-    )
-    weight = entry.get("weight")
-    if weight is not None:
-        check_value(weight, float | dict[str, float], path + ("weight",), report)
-    if "exclude" in entry:
-        check_value(entry["exclude"], list[str], path + ("exclude",), report)
-    if "inputs" in entry:
-        check_value(entry["inputs"], dict[str, str], path + ("inputs",), report)
-    if "name" in entry:
-        check_value(entry["name"], str, path + ("name",), report)
-
-
-SEGMENTATION_IGNORE_INDEX = 255  # what masks, crop padding and metrics use (trainer/tasks/segmentation.py)
-
-
-def _check_segmentation_ignore(entry: dict[str, Any], path: KeyPath, report: IssueCollector) -> None:
-    """Segmentation masks mark ignored pixels 255; a loss told otherwise (e.g. cross_entropy's
-    classification default -100 written out) would train on them or fail on the first batch.
-    Left out, ignore_index is filled with 255 by the task (trainer/losses/module.py `defaults`)."""
-    value = entry.get("ignore_index")
-    if "ignore_index" in entry and value != SEGMENTATION_IGNORE_INDEX:
-        report(path + ("ignore_index",), f"segmentation masks mark ignored pixels with {SEGMENTATION_IGNORE_INDEX}; "
-               f"set ignore_index: {SEGMENTATION_IGNORE_INDEX} or leave it out (it defaults to "
-               f"{SEGMENTATION_IGNORE_INDEX} for segmentation), got {value!r}")
+    return tuple(task_class(task).metric_names)
 
 
 def _mapping(parent: Any, key: str) -> dict[str, Any]:
@@ -144,55 +55,32 @@ def _list(parent: Any, key: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _check_components(recipe: dict[str, Any], report: IssueCollector) -> None:
-    """Names and options of every component; tolerant of sections already reported as malformed."""
-    task = recipe.get("task", "classification")
+def _check_data(recipe: dict[str, Any], task: Any, report: IssueCollector) -> None:
     data = _mapping(recipe, "data")
     dataset_name = data.get("format", "shapes")
     dataset = lookup(DATASETS, dataset_name, ("data", "format"), report)
-    dataset_tasks = DATASETS.meta(dataset_name).get("tasks", TASKS) if dataset is not None else TASKS
+    if dataset is None:
+        return
+    dataset_tasks = DATASETS.meta(dataset_name).get("tasks", TASKS)
     if task in TASKS and task not in dataset_tasks:
         report(("data", "format"), f"dataset '{dataset_name}' holds {' or '.join(dataset_tasks)} data, not {task}")
-    if dataset is not None:
-        for split in ("train", "val"):
-            check_named_component(
-                registry=DATASETS,
-                entry={"name": dataset_name, **_mapping(data, split)},
-                path=("data", split),
-                report=report,
-                injected=("task", "split"),
-            )
     for split in ("train", "val"):
-        for index, entry in enumerate(_list(_mapping(recipe, "augmentation"), split)):
-            check_named_component(registry=TRANSFORMS, entry=entry, path=("augmentation", split, index), report=report)
+        check_named_component(registry=DATASETS, entry={"format": dataset_name, **_mapping(data, split)},
+                              path=("data", split), report=report)
 
+
+def _check_model(recipe: dict[str, Any], task: Any, report: IssueCollector) -> None:
     model = _mapping(recipe, "model")
     losses = _list(model, "losses")
     if not losses:
         report(("model", "losses"), "at least one loss is needed, e.g. [{criterion: cross_entropy}]")
     for index, entry in enumerate(losses):
-        if isinstance(entry, dict):
-            _check_loss_entry(entry, ("model", "losses", index), report)
-            if task == "segmentation":
-                _check_segmentation_ignore(entry, ("model", "losses", index), report)
-
+        check_loss_entry(entry, path=("model", "losses", index), task=task, report=report)
     architecture = _mapping(model, "architecture")
-    kinds = {"backbone": BACKBONES, "neck": NECKS, "head": HEADS, "full": FULL_MODELS}
-    injected = {
-        "backbone": (),
-        "neck": ("in_channels", "in_strides"),
-        "head": ("in_channels", "in_strides", "num_classes"),
-        "full": ("num_classes",),
-    }
-    for part, registry in kinds.items():
+    for part, registry in {"backbone": BACKBONES, "neck": NECKS, "head": HEADS, "full": FULL_MODELS}.items():
         if architecture.get(part) is not None:
-            check_named_component(
-                registry=registry,
-                entry=architecture[part],
-                path=("model", "architecture", part),
-                report=report,
-                injected=injected[part],
-            )
+            check_named_component(registry=registry, entry=architecture[part],
+                                  path=("model", "architecture", part), report=report)
     criteria = [entry.get("criterion") for entry in losses if isinstance(entry, dict)]
     if criteria and all(isinstance(name, str) and name in LOSSES for name in criteria) and task in TASKS:
         try:
@@ -200,20 +88,23 @@ def _check_components(recipe: dict[str, Any], report: IssueCollector) -> None:
         except HeadChoiceError as error:
             report(("model", "architecture", error.part), str(error))
 
+
+def _check_components(recipe: dict[str, Any], report: IssueCollector) -> None:
+    """Names and options of every component; tolerant of sections already reported as malformed."""
+    task = recipe.get("task", "classification")
+    _check_data(recipe, task, report)
+    for split in ("train", "val"):
+        for index, entry in enumerate(_list(_mapping(recipe, "augmentation"), split)):
+            check_named_component(registry=TRANSFORMS, entry=entry, path=("augmentation", split, index), report=report)
+    _check_model(recipe, task, report)
     training = _mapping(recipe, "training")
-    if "optimizer" in training:
-        check_named_component(
-            registry=OPTIMIZERS, entry=training["optimizer"], path=("training", "optimizer"), report=report,
-            injected=("params",),
-        )
-    if "scheduler" in training:
-        check_named_component(
-            registry=SCHEDULERS, entry=training["scheduler"], path=("training", "scheduler"), report=report,
-            injected=("optimizer", "steps_per_epoch", "epochs"),
-        )
+    for key, registry in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
+        if key in training:
+            check_named_component(registry=registry, entry=training[key], path=("training", key), report=report)
     best = training.get("best_metric")
-    if isinstance(best, str) and task in TASK_METRICS and best not in TASK_METRICS[task]:
-        report(("training", "best_metric"), f"'{best}' is not a {task} metric ({', '.join(TASK_METRICS[task])})")
+    if isinstance(best, str) and task in TASKS and best not in task_metric_names(task):
+        names = task_metric_names(task)
+        report(("training", "best_metric"), f"'{best}' is not a {task} metric ({', '.join(names)})")
 
 
 def validate_raw_recipe(recipe: dict[str, Any], locations: Locations) -> None:
@@ -223,7 +114,6 @@ def validate_raw_recipe(recipe: dict[str, Any], locations: Locations) -> None:
     imports = recipe.get("imports", [])
     if isinstance(imports, list) and all(isinstance(module, str) for module in imports):
         import_user_modules(imports, report)
-    _check_ranges(recipe, report)
     _check_components(recipe, report)
     if report.issues:
         raise RecipeError(sort_issues(report.issues))

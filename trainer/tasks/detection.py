@@ -5,7 +5,7 @@ pixels, `gt_labels` (B, M) int64 with -1 on padding rows *and on crowd boxes* (t
 losses read, so they never learn from crowd regions), `gt_iscrowd` (B, M) bool, `gt_eval_labels`
 (B, M) int64 (-1 on padding only: the class of every real box, crowd included, for COCO
 evaluation), `image_ids` (B,) int64; `orig_sizes` (B, 2) int64 (H, W) when every sample carries
-an `orig_size` (used by `predict` to map boxes back to the source image).
+an `orig_size`.
 
 Evaluation runs on the batch's own ground truth, in input pixels (after the val transforms), with
 crowd flags kept, so any data format works. For letterbox/resize transforms this gives the same
@@ -15,7 +15,8 @@ mAP50_95 / mAP50 / mAP75 as the source annotations would (IoU is invariant to ax
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,15 +24,13 @@ from rich.table import Table
 
 from trainer.data.errors import DataError
 from trainer.metrics.detection import METRIC_KEYS, CocoEvaluator
-from trainer.tasks.detection_postprocess import detections_from_outputs
+from trainer.tasks.base import Task
+from trainer.tasks.detection_mosaic import wrap_mosaic
+from trainer.tasks.detection_outputs import DetectionWriter, detection_panels
+from trainer.tasks.detection_postprocess import detections_from_outputs, postprocess_options
 
-
-def _postprocess_options(postprocess: Any) -> dict[str, Any]:
-    """The recipe's `model.postprocess` (dataclass, DictConfig or dict) -> detections_from_outputs kwargs."""
-    names = ("score_threshold", "nms_iou", "max_detections", "pre_nms_top_k")
-    if isinstance(postprocess, dict):
-        return {name: postprocess[name] for name in names}
-    return {name: getattr(postprocess, name) for name in names}
+if TYPE_CHECKING:
+    from trainer.recipe.schema import Recipe
 
 
 class DetectionEvaluator:
@@ -40,7 +39,7 @@ class DetectionEvaluator:
     def __init__(self, *, class_names: list[str], device: torch.device, postprocess: Any) -> None:
         self.class_names = list(class_names)
         self.device = device
-        self.options = _postprocess_options(postprocess)
+        self.options = postprocess_options(postprocess)
         self.coco = CocoEvaluator(class_names=self.class_names)
 
     def update(self, *, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
@@ -86,7 +85,7 @@ def _stack_images(samples: list[dict[str, Any]]) -> torch.Tensor:
     return torch.stack(images)
 
 
-class DetectionTask:
+class DetectionTask(Task):
     name = "detection"
     metric_names = METRIC_KEYS
     default_best_metric = "mAP50_95"
@@ -136,41 +135,19 @@ class DetectionTask:
             table.add_row(name, _fmt(ap), _fmt(ap50))
         return table
 
-    def predict(
-        self,
-        *,
-        outputs: dict[str, torch.Tensor],
-        image_size: tuple[int, int],
-        postprocess: Any,
-        orig_sizes: torch.Tensor | None = None,
-        letterboxed: bool = True,
-    ) -> list[dict[str, Any]]:
-        """Per image `{"boxes": [[x1, y1, x2, y2], ...], "scores": [...], "labels": [...]}`.
+    def wrap_train_dataset(self, dataset: Any, *, recipe: Recipe) -> tuple[Any, Any]:
+        return wrap_mosaic(dataset, recipe=recipe)
 
-        Boxes are in input pixels, or, with `orig_sizes` (B, 2) (H, W), in the source image's
-        pixels: divided by the letterbox scale (uniform; padding right/bottom) when `letterboxed`,
-        else scaled per axis (a plain resize); then clipped to the source image.
-        """
-        detections = detections_from_outputs(outputs, image_size=image_size, **_postprocess_options(postprocess))
-        results = []
-        for b, det in enumerate(detections):
-            boxes = det["boxes"].float()
-            if orig_sizes is not None:
-                height, width = (float(v) for v in orig_sizes[b].tolist())
-                sx, sy = width / image_size[1], height / image_size[0]
-                if letterboxed:
-                    sx = sy = 1.0 / min(image_size[0] / height, image_size[1] / width)
-                boxes = boxes * boxes.new_tensor([sx, sy, sx, sy])
-                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-            results.append(
-                {
-                    "boxes": boxes.cpu().tolist(),
-                    "scores": det["scores"].cpu().tolist(),
-                    "labels": det["labels"].cpu().tolist(),
-                }
-            )
-        return results
+    def draw_panels(
+        self, *, batch: dict[str, Any], outputs: dict[str, torch.Tensor], class_names: list[str], postprocess: Any
+    ):
+        return detection_panels(batch=batch, outputs=outputs, class_names=class_names, postprocess=postprocess)
+
+    def prediction_writer(
+        self, *, out_dir: Path, class_names: list[str], postprocess: Any, top_k: int, draw_threshold: float
+    ) -> DetectionWriter:
+        return DetectionWriter(out_dir=out_dir, class_names=class_names, postprocess=postprocess, top_k=top_k,
+                               draw_threshold=draw_threshold)
 
 
 def _fmt(value: float) -> str:

@@ -1,8 +1,8 @@
-"""Detection decoding and NMS as pure functions (no state, batched where it matters).
+"""Detection outputs -> detections: the head's own `decode()`, then selection and NMS.
 
-- ``decode_yolox``: YOLOX grid decoding, cx = (tx + gx) * s, w = exp(tw) * s.
-- ``decode_retinanet``: torchvision ``BoxCoder`` (weights 1, 1, 1, 1) decoding, with
-  log-size deltas clamped at ``log(1000 / 16)``.
+- ``decode_outputs``: finds the registered head whose ``decode_inputs`` the outputs hold and calls
+  its ``decode`` (boxes XYXY input pixels, scores per class; a new detection head with a
+  ``decode`` works here without a change).
 - ``postprocess_detections``: multi-label selection (every anchor x class pair above the score
   threshold is a candidate, as torchvision RetinaNet does; official YOLOX keeps only each
   anchor's best class), top-k, clip to the image, class-aware ``batched_nms``, keep the best
@@ -11,48 +11,38 @@
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
-BBOX_XFORM_CLIP = math.log(1000.0 / 16)
+from trainer.components import load_builtin_components
+from trainer.registry import HEADS
 
 
-def decode_yolox(box_preds: torch.Tensor, grid_xy: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
-    """(..., A, 4) raw tx ty tw th + (A, 2) cells + (A,) strides -> (..., A, 4) XYXY pixels."""
-    preds = box_preds.float()
-    s = strides.float()[:, None]
-    centre = (preds[..., :2] + grid_xy.float()) * s
-    half = torch.exp(preds[..., 2:4]) * s / 2
-    return torch.cat((centre - half, centre + half), dim=-1)
+def decode_outputs(outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, A, 4) XYXY boxes and (B, A, C) scores from the outputs of any registered detection head."""
+    load_builtin_components()  # the heads register themselves when their modules are imported
+    expected = []
+    for name in HEADS.names():
+        head = HEADS.get(name)
+        inputs = getattr(head, "decode_inputs", None)
+        if inputs is None:
+            continue
+        if inputs <= outputs.keys():
+            return head.decode(outputs)
+        expected.append(f"{name} ({', '.join(sorted(inputs))})")
+    raise ValueError(
+        f"cannot tell the detection head from the outputs {sorted(outputs)}: expected {' or '.join(expected)}"
+    )
 
 
-def decode_retinanet(box_regression: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """(..., A, 4) dx dy dw dh + (A, 4) XYXY anchors -> (..., A, 4) XYXY pixels."""
-    rel = box_regression.float()
-    anchors = anchors.float()
-    widths = anchors[:, 2] - anchors[:, 0]
-    heights = anchors[:, 3] - anchors[:, 1]
-    ctr_x = anchors[:, 0] + 0.5 * widths
-    ctr_y = anchors[:, 1] + 0.5 * heights
-    dw = torch.clamp(rel[..., 2], max=BBOX_XFORM_CLIP)
-    dh = torch.clamp(rel[..., 3], max=BBOX_XFORM_CLIP)
-    pred_ctr_x = rel[..., 0] * widths + ctr_x
-    pred_ctr_y = rel[..., 1] * heights + ctr_y
-    half_w = 0.5 * torch.exp(dw) * widths
-    half_h = 0.5 * torch.exp(dh) * heights
-    return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=-1)
-
-
-def yolox_scores(obj_logits: torch.Tensor, cls_logits: torch.Tensor) -> torch.Tensor:
-    """(B, A) + (B, A, C) logits -> (B, A, C) probabilities sigmoid(obj) * sigmoid(cls)."""
-    return torch.sigmoid(obj_logits.float())[..., None] * torch.sigmoid(cls_logits.float())
-
-
-def retinanet_scores(cls_logits: torch.Tensor) -> torch.Tensor:
-    """(B, A, C) logits -> (B, A, C) probabilities."""
-    return torch.sigmoid(cls_logits.float())
+def postprocess_options(postprocess: Any) -> dict[str, Any]:
+    """The recipe's `model.postprocess` (dataclass, DictConfig or dict) -> detections_from_outputs options."""
+    names = ("score_threshold", "nms_iou", "max_detections", "pre_nms_top_k")
+    if isinstance(postprocess, dict):
+        return {name: postprocess[name] for name in names}
+    return {name: getattr(postprocess, name) for name in names}
 
 
 def postprocess_detections(
@@ -94,18 +84,8 @@ def detections_from_outputs(
     max_detections: int,
     pre_nms_top_k: int,
 ) -> list[dict[str, torch.Tensor]]:
-    """Decode and NMS the outputs of ``anchor_free_decoupled`` (YOLOX) or ``anchor_decoupled`` (RetinaNet)."""
-    if {"box_preds", "obj_logits", "cls_logits", "grid_xy", "strides"} <= outputs.keys():
-        boxes = decode_yolox(outputs["box_preds"], outputs["grid_xy"], outputs["strides"])
-        scores = yolox_scores(outputs["obj_logits"], outputs["cls_logits"])
-    elif {"cls_logits", "box_regression", "anchors"} <= outputs.keys():
-        boxes = decode_retinanet(outputs["box_regression"], outputs["anchors"])
-        scores = retinanet_scores(outputs["cls_logits"])
-    else:
-        raise ValueError(
-            f"cannot tell the detection head from the outputs {sorted(outputs)}: expected YOLOX "
-            "(box_preds, obj_logits, cls_logits, grid_xy, strides) or RetinaNet (cls_logits, box_regression, anchors)"
-        )
+    """Decode (by the head that made the outputs) and NMS, per image (see ``postprocess_detections``)."""
+    boxes, scores = decode_outputs(outputs)
     return postprocess_detections(
         boxes=boxes,
         scores=scores,

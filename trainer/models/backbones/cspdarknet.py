@@ -2,18 +2,23 @@
 
 Follows Megvii-BaseDetection/YOLOX ``darknet.py`` / ``network_blocks.py``: module names match the
 official ones (``stem``, ``dark2`` .. ``dark5``, ``conv``/``bn``), so an official checkpoint's
-backbone part (keys under ``backbone.backbone.``) loads with ``pretrained``. BatchNorm uses
+backbone part (keys under ``backbone.backbone.``) loads with ``pretrained`` (through
+`trainer.models.weights.load_weights`; the file's neck and head are left out). BatchNorm uses
 eps 1e-3 and momentum 0.03, as YOLOX sets them when it builds a model.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.models.backbones.torchvision_backbones import load_pretrained
+from trainer.models.weights import load_weights
 from trainer.registry import BACKBONES
+
+log = logging.getLogger(__name__)
 
 
 class BaseConv(nn.Module):
@@ -162,7 +167,7 @@ class CSPDarknet(nn.Module):
         self.out_channels = [base * 4, base * 8, base * 16]
         self.out_strides = [8, 16, 32]
         if pretrained:
-            load_pretrained(self, pretrained)
+            log.info(load_weights(self, pretrained, allow_left_out=()).summary())
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         c3 = self.dark3(self.dark2(self.stem(x)))

@@ -5,22 +5,27 @@ strides 4, 8, 16 and 32 (levels 2..5). ``out_levels`` picks the returned levels 
 strides 8, 16, 32). ``frozen_stages = k`` freezes stages 0..k (mmdet convention, -1 freezes
 nothing): their parameters stop requiring grad and their BatchNorm layers stay in eval mode.
 
-``pretrained`` is the path of a local state dict file: either torchvision's full classifier state
-dict (``torch.save(torchvision.models.resnet50().state_dict(), path)``; the classifier part is
-ignored) or this backbone's own state dict. Nothing is ever downloaded.
+``pretrained``: ``imagenet`` for torchvision's DEFAULT weights of the architecture (its cache,
+``$TORCH_HOME``; see `trainer.models.pretrained`), or the path of a local file: torchvision's
+classifier state dict (its classifier is left out), this backbone's own state dict, or a detector
+checkpoint with ``backbone.`` keys. Loaded with `trainer.models.weights.load_weights`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import torch
 import torchvision
 from torch import nn
 
+from trainer.models.pretrained import IMAGENET, imagenet_weights_file
+from trainer.models.weights import load_weights
 from trainer.registry import BACKBONES
 
-# arch -> (indices or attribute names per stage 0..4, channels of stages 1..4, classifier prefixes)
+log = logging.getLogger(__name__)
+
+# arch -> (attribute names per stage 0..4, channels of stages 1..4, classifier prefixes)
 _RESNET_STAGES = [["conv1", "bn1", "relu", "maxpool"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]
 _SPECS: dict[str, tuple[list[list[str]], list[int], tuple[str, ...]]] = {
     "resnet18": (_RESNET_STAGES, [64, 128, 256, 512], ("fc.",)),
@@ -61,59 +66,6 @@ _SPECS: dict[str, tuple[list[list[str]], list[int], tuple[str, ...]]] = {
     ),
 }
 
-_PREFIXES = ("", "module.", "model.", "backbone.", "backbone.backbone.", "model.backbone.", "backbone.body.", "body.")
-
-
-def load_pretrained(
-    module: nn.Module,
-    path: str,
-    *,
-    aliases: dict[str, str] | None = None,
-    ignore_prefixes: tuple[str, ...] = (),
-) -> None:
-    """Load a local state dict file into ``module``, strictly, with a clear error when it does not fit.
-
-    The file may hold a plain state dict or a checkpoint dict with a ``model`` / ``state_dict``
-    entry. ``aliases`` renames file keys (e.g. torchvision names to this module's names) and
-    ``ignore_prefixes`` lists file keys that are allowed to be left over (a classifier). Keys may
-    carry one common prefix such as ``backbone.`` or ``module.``.
-    """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: '{path}'")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"pretrained weights file '{path}' does not hold a state dict of tensors")
-    own = module.state_dict()
-
-    def renamed(prefix: str) -> dict[str, torch.Tensor]:
-        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        return {(aliases or {}).get(k, k): v for k, v in picked.items()}
-
-    candidates = [renamed(prefix) for prefix in _PREFIXES]
-    best = max(candidates, key=lambda c: len(own.keys() & c.keys()))
-    missing = sorted(own.keys() - best.keys())
-    unexpected = sorted(k for k in best.keys() - own.keys() if not k.startswith(ignore_prefixes))
-    shapes = sorted(
-        f"{k}: file {tuple(best[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own.keys() & best.keys()
-        if best[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-        name = type(module).__name__
-        parts = [f"pretrained weights '{path}' do not match {name}"]
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-            if keys:
-                more = f" ... (+{len(keys) - 5} more)" if len(keys) > 5 else ""
-                parts.append(f"{len(keys)} {label}: {', '.join(keys[:5])}{more}")
-        raise ValueError("; ".join(parts))
-    module.load_state_dict({k: best[k] for k in own}, strict=True)
-
-
 class TorchvisionBackbone(nn.Module):
     """A torchvision classifier cut into stages; ``forward`` returns the ``out_levels`` feature maps."""
 
@@ -146,7 +98,9 @@ class TorchvisionBackbone(nn.Module):
         ours = {id(t): k for k, t in self.state_dict(keep_vars=True).items()}
         self._aliases = {k: ours[id(t)] for k, t in net.state_dict(keep_vars=True).items() if id(t) in ours}
         if pretrained:
-            load_pretrained(self, pretrained, aliases=self._aliases, ignore_prefixes=classifier)
+            source = imagenet_weights_file(arch) if pretrained == IMAGENET else pretrained
+            report = load_weights(self, source, allow_left_out=classifier, renames=self._aliases)
+            log.info(report.summary())
         for stage in self.stages[: frozen_stages + 1]:
             for param in stage.parameters():
                 param.requires_grad_(False)
@@ -182,7 +136,7 @@ def _register(arch: str) -> None:
 
     build.__name__ = arch
     build.__qualname__ = arch
-    build.__doc__ = f"torchvision {arch} backbone (weights=None; `pretrained` = local state dict path)."
+    build.__doc__ = f"torchvision {arch} backbone (`pretrained`: imagenet = torchvision's DEFAULT weights, or a file)."
     BACKBONES.add(arch, build, family="torchvision")
 
 

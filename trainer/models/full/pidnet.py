@@ -1,7 +1,9 @@
 """PIDNet (Xu et al., CVPR 2023): proportional (detail), integral (context) and derivative
 (boundary) branches. Layout and module names follow the official XuJiacong/PIDNet (commit 4c158cf)
 so official ImageNet / Cityscapes weights load by name (outputs equal to the official model's);
-the code is our own.
+the code is our own. ``pretrained`` (a file) loads through `trainer.models.weights.load_weights`
+as fine-tuning does: what fits by name and shape; classifiers for another class count and tensors
+the file lacks keep their initial values, and the report says so.
 
 Outputs: training -> ``logits_p`` (P aux), ``logits``, ``boundary_logits`` (B, 1, .) at 1/8 of the
 input; eval -> ``logits`` upsampled bilinearly to the input size (``align_corners=True`` as the
@@ -13,12 +15,12 @@ features; we do that explicitly. Inputs need not be multiples of 8 (the official
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.models.weights import load_weights
 from trainer.registry import FULL_MODELS
 
 log = logging.getLogger(__name__)
@@ -233,7 +235,7 @@ class PIDNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         if pretrained is not None:
-            load_pretrained(self, pretrained)
+            log.info(load_weights(self, pretrained, strict=False).summary())
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = F.relu(self.layer1(self.conv1(images)))
@@ -255,45 +257,3 @@ class PIDNet(nn.Module):
         if self.training and self.augment:
             return {"logits_p": self.seghead_p(feat_p), "logits": logits, "boundary_logits": self.seghead_d(feat_d)}
         return {"logits": F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=True)}
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, int]:
-    """Load a local state dict by name; a subset (e.g. an ImageNet backbone) is allowed.
-
-    Accepts a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}`` (our checkpoints); strips
-    a leading ``model.`` (official Cityscapes checkpoints) or ``module.`` (DDP). Tensors whose shape
-    differs (e.g. a classifier for another class count) are skipped and reported. Raises
-    ``FileNotFoundError`` for a missing file and ``ValueError`` when nothing matches by name and
-    shape (a file for another model or size). Returns the counts it also logs.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"{path}: not a state dict")
-    for prefix in ("model.", "module."):
-        if any(k.startswith(prefix) for k in state):  # other keys (e.g. official loss buffers) are dropped
-            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    shape_skipped = sorted(k for k in state if k in own and k not in matched)
-    unexpected = sorted(k for k in state if k not in own)
-    if not matched:
-        raise ValueError(
-            f"{path}: no tensor matches {type(model).__name__} by name and shape "
-            f"(file keys e.g. {sorted(state)[:3]}, model keys e.g. {sorted(own)[:3]}); wrong model or size?"
-        )
-    model.load_state_dict(matched, strict=False)
-    report = {"loaded": len(matched), "model_tensors": len(own)}
-    report.update(shape_mismatch=len(shape_skipped), unexpected=len(unexpected))
-    skipped = ", ".join(shape_skipped[:5]) or "-"
-    log.log(
-        logging.INFO if len(matched) == len(own) else logging.WARNING,
-        f"{path}: loaded {len(matched)} of {len(own)} tensors; {len(shape_skipped)} skipped for shape "
-        f"({skipped}); {len(unexpected)} not in the model",
-    )
-    return report

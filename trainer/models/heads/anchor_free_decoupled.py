@@ -6,17 +6,30 @@ a regression branch of two 3x3 convs each; the regression branch ends in ``reg``
 ``box_preds`` (B, A, 4) tx ty tw th, ``obj_logits`` (B, A), ``cls_logits`` (B, A, C), ``grid_xy``
 (A, 2) integer cell indices (x, y) as float32, ``strides`` (A,) float32; anchors are grid cells,
 row-major per level, levels in stride order. Grids follow the actual feature sizes of each call.
+`decode` turns those outputs into boxes and scores (the one YOLOX decoding; the loss uses
+`decode_boxes` too).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
+from torchvision.ops import box_convert
 
+from trainer.constraints import AtLeastOne, Range
 from trainer.models.backbones.cspdarknet import BaseConv, conv_block
 from trainer.registry import HEADS
+
+
+def decode_boxes(*, box_preds: torch.Tensor, grid_xy: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """Raw (..., A, 4) tx ty tw th -> (..., A, 4) cx cy w h in input pixels: cx = (tx + gx) * s, w = exp(tw) * s."""
+    stride = strides[:, None]
+    centre = (box_preds[..., :2] + grid_xy) * stride
+    size = torch.exp(box_preds[..., 2:]) * stride
+    return torch.cat([centre, size], dim=-1)
 
 
 def make_grid(height: int, width: int, stride: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,15 +43,27 @@ def make_grid(height: int, width: int, stride: float, device: torch.device) -> t
 
 @HEADS.register("anchor_free_decoupled", tasks=("detection",))
 class AnchorFreeDecoupledHead(nn.Module):
+    decode_inputs = frozenset({"box_preds", "obj_logits", "cls_logits", "grid_xy", "strides"})
+
+    @staticmethod
+    def decode(outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs -> boxes (B, A, 4) XYXY input pixels and scores (B, A, C) sigmoid(obj) * sigmoid(cls), float32."""
+        boxes = decode_boxes(
+            box_preds=outputs["box_preds"].float(), grid_xy=outputs["grid_xy"].float(),
+            strides=outputs["strides"].float(),
+        )
+        scores = torch.sigmoid(outputs["obj_logits"].float())[..., None] * torch.sigmoid(outputs["cls_logits"].float())
+        return box_convert(boxes, "cxcywh", "xyxy"), scores
+
     def __init__(
         self,
         *,
         in_channels: list[int],
         in_strides: list[int],
         num_classes: int,
-        hidden_channels: int | None = None,
+        hidden_channels: Annotated[int, AtLeastOne] | None = None,
         depthwise: bool = False,
-        prior_prob: float = 0.01,
+        prior_prob: Annotated[float, Range(gt=0, lt=1)] = 0.01,
     ) -> None:
         """``hidden_channels`` defaults to ``in_channels[0]``, which is YOLOX's ``int(256 * width)``."""
         super().__init__()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from trainer.constraints import Range
 from trainer.registry import HEADS
 
 
@@ -18,7 +21,7 @@ class FCHead(nn.Module):
         in_channels: list[int],
         in_strides: list[int],
         num_classes: int,
-        dropout: float = 0.0,
+        dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:

@@ -7,10 +7,13 @@ upsampled bilinearly (``align_corners=False``) to ``image_size``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.constraints import AtLeastOne, Range
 from trainer.registry import HEADS
 
 
@@ -22,8 +25,8 @@ class SegmentationHead(nn.Module):
         in_channels: list[int],
         in_strides: list[int],
         num_classes: int,
-        hidden_channels: int = 64,
-        dropout: float = 0.1,
+        hidden_channels: Annotated[int, AtLeastOne] = 64,
+        dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1,
     ) -> None:
         super().__init__()
         if not in_channels or len(in_channels) != len(in_strides):

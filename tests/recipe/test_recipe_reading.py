@@ -1,0 +1,86 @@
+"""Recipes and their bases are read through the guarded reader: a file that cannot be read is one
+recipe error naming the file (and line), exit code 2, quickly; so is any random or mutated input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT
+from trainer.components import load_builtin_components
+from trainer.recipe import RecipeError, load_recipe
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+)
+BAD_FILES = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    "utf16": "task: classification\n".encode("utf-16"),
+    "latin1": "task: classification\n# caf\xe9\n".encode("latin-1"),
+    "self-alias": b"data: &d\n  train: *d\n",
+    "brackets": b"a: " + b"[" * 3000 + b"]" * 3000 + b"\n",
+    "billion-laughs": LAUGHS.encode(),
+    "bad-yaml": b"task: classification\ndata: {format: shapes\n",
+    "unhashable-key": b"? [a, b]\n: 1\n",
+    "bad-date": b"task: 2020-13-45\n",
+}
+EXPECTED = {
+    "binary": "binary file", "utf16": "UTF-16", "latin1": ":2: not UTF-8", "self-alias": "alias",
+    "brackets": "nested deeper", "billion-laughs": "expands to more than", "bad-yaml": "invalid YAML",
+    "unhashable-key": "invalid YAML", "bad-date": "invalid YAML",
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_unreadable_recipe_is_one_error_naming_the_file(tmp_path, cli, case):
+    path = tmp_path / f"{case}.yaml"
+    path.write_bytes(BAD_FILES[case])
+    result = cli("show", path)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.stderr and EXPECTED[case] in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_unreadable_recipe_is_refused_quickly(tmp_path, case):
+    load_builtin_components()
+    path = tmp_path / f"{case}.yaml"
+    path.write_bytes(BAD_FILES[case])
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=EXPECTED[case]):
+        load_recipe([path])
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("case", ["binary", "billion-laughs"])
+def test_an_unreadable_base_is_named(tmp_path, case):
+    (tmp_path / "base.yaml").write_bytes(BAD_FILES[case])
+    (tmp_path / "child.yaml").write_text("base: base.yaml\n")
+    with pytest.raises(RecipeError, match=f"{tmp_path / 'base.yaml'}.*{EXPECTED[case]}"):
+        load_recipe([tmp_path / "child.yaml"])
+
+
+def test_a_folder_as_recipe(tmp_path):
+    with pytest.raises(RecipeError, match="not a file"):
+        load_recipe([tmp_path])
+
+
+SHIPPED = (ROOT / "recipes" / "detection" / "yolox_nano_shapes.yaml").read_text()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_recipes_give_a_recipe_error_or_load(tmp_path, data):
+    """Random bytes spliced into a shipped recipe: it loads, or it is a RecipeError; nothing else escapes."""
+    start = data.draw(st.integers(0, len(SHIPPED)))
+    end = data.draw(st.integers(start, min(len(SHIPPED), start + 40)))
+    inserted = data.draw(st.binary(max_size=20) | st.sampled_from([b"~", b": ", b"- ", b"*x", b"&x ", b"{", b"]"]))
+    path = tmp_path / "fuzzed.yaml"
+    path.write_bytes(SHIPPED[:start].encode() + inserted + SHIPPED[end:].encode())
+    try:
+        load_recipe([path])
+    except RecipeError as error:
+        assert str(error).startswith("recipe error")

@@ -9,7 +9,7 @@ $(BIN)/trainer: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev,export,tensorboard]"
+	$(BIN)/pip install -q -e ".[dev,export,tensorboard,mlflow]"
 	touch $(BIN)/trainer
 
 install: $(BIN)/trainer
@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python scripts/bench_losses.py
 	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_eval.py
+	$(BIN)/python scripts/bench_cli.py
 
 # trainer beside NetsPresso Trainer 1.4.1 and Ultralytics at equal settings (long; not part of `make test`).
 # The peers' venvs and data go to PEERS_CACHE; e.g. make bench-peers PEERS_ARGS="--tasks detection --epochs 2"

@@ -38,8 +38,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from trainer.engine.ema import build_ema
-from trainer.engine.fit import _build_scheduler, _read_means
+from trainer.engine.epoch import read_means
 from trainer.engine.optimizers import build_optimizer
+from trainer.engine.train_state import build_scheduler
 from trainer.engine.train_step import StepState, train_step
 
 WARMUP = 2  # untimed step pairs first
@@ -57,7 +58,7 @@ class TrainerLoop:
             model=model, options=training.optimizer, no_decay_norm_bias=training.no_decay_norm_bias,
             device=session.device,
         )
-        scheduler = _build_scheduler(session, optimizer, 10_000)
+        scheduler = build_scheduler(session, optimizer, micro_steps=10_000)
         ema = (
             build_ema(model=model, decay=training.ema.decay, warmup_steps=training.ema.warmup_steps)
             if training.ema.enabled else None
@@ -84,7 +85,7 @@ class TrainerLoop:
             self.counted += 1
             self.step_count += 1
             if self.step_count % self.log_every == 0:  # the fit loop's one host read per log_every steps
-                _read_means(self.sums, self.counted)
+                read_means(self.sums, self.counted)
 
 
 # ------------------------------------------------------------------------------------- plain side
@@ -106,7 +107,7 @@ class PlainLoop:
             options["fused"] = True
         self.optimizer = factory(self.model.parameters(), **options)
         # the recipe's LR schedule (warmup included), so both models see the same learning rates
-        self.scheduler = _build_scheduler(session, self.optimizer, 10_000)
+        self.scheduler = build_scheduler(session, self.optimizer, micro_steps=10_000)
         self.grad_clip = training.grad_clip
         self.ema = None
         if training.ema.enabled:

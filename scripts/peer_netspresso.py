@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 np.trapz = getattr(np, "trapz", None) or np.trapezoid  # its detection metric calls np.trapz (gone in numpy 2.4)
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 RESNET18_STAGES = [{"channels": 64, "num_blocks": 2}] + [
-    {"channels": c, "num_blocks": 2, "replace_stride_with_dilation": False} for c in (128, 256, 512)
+    {"channels": c, "num_blocks": 2, "replace_stride_with_dilation": False, "replace_stride_with_pooling": False}
+    for c in (128, 256, 512)
 ]
 
 
@@ -55,7 +56,8 @@ def _yamls(args: argparse.Namespace) -> dict[str, dict]:
                  "freeze_backbone": False,
                  "architecture": {"full": None,
                                   "backbone": {"name": "resnet", "params": {"block_type": "basicblock",
-                                               "norm_type": "batch_norm"},
+                                               "norm_type": "batch_norm", "return_stage_idx": None,
+                                               "split_stem_conv": False, "first_stage_shortcut_conv": False},
                                                "stage_params": RESNET18_STAGES},
                                   "head": {"name": "fc", "params": {"num_layers": 1, "intermediate_channels": None,
                                            "act_type": None, "dropout_prob": 0.0}}},

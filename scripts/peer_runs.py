@@ -68,7 +68,7 @@ def coco_metrics(predictions: list[dict], gt_json: Path) -> dict[str, float]:
 def steady_img_per_s(step_log: Path, batch_size: int) -> float:
     """batch / median-free mean step interval, leaving out gaps > 3x the median (epoch starts, validation)."""
     times = np.loadtxt(step_log, ndmin=1) if step_log.exists() else np.zeros(0)
-    gaps = np.diff(np.sort(times))
+    gaps = np.diff(np.unique(times))  # unique: a forked worker may flush a copy of the buffer
     if gaps.size == 0:
         return float("nan")
     steady = gaps[gaps <= 3 * np.median(gaps)]

@@ -1,5 +1,5 @@
 """docs/recipes.md is generated from the schema, the field help texts and the registries, and is
-kept up to date: regenerate with `trainer docs --out docs/recipes.md`."""
+kept up to date: regenerate with `trainer docs --out docs/recipes.md --force`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_component_help_names_registered_components():
 def test_docs_are_up_to_date():
     text = recipe_docs()
     current = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
-    assert current == text, "docs/recipes.md is out of date; regenerate with: trainer docs --out docs/recipes.md"
+    assert current == text, "docs/recipes.md is out of date; run: trainer docs --out docs/recipes.md --force"
     for path in all_field_paths():
         assert f"`{path}`" in text
     load_builtin_components()
@@ -47,5 +47,6 @@ def test_docs_command(cli, tmp_path):
     stale.write_text("old\n")
     result = cli("docs", "--check", "--out", stale)
     assert result.exit_code == 1 and "out of date" in result.output
-    assert cli("docs", "--out", stale).exit_code == 0
+    assert cli("docs", "--out", stale).exit_code == 2  # an existing file is kept ...
+    assert cli("docs", "--out", stale, "--force").exit_code == 0  # ... unless --force
     assert cli("docs", "--check", "--out", stale).exit_code == 0

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import typer
 
 from trainer.cli_options import check_options
+from trainer.data.errors import DataWarning, worker_error_message  # a module that imports nothing
 
 # Nothing here imports torch: `trainer --help`, `trainer COMMAND --help` and shell completion stay fast;
 # each command imports what it needs when it runs.
@@ -35,14 +36,11 @@ USAGE_ERRORS = frozenset({
     ("trainer.engine.checkpoint", "CheckpointError"),
     ("trainer.engine.device", "DeviceError"),
     ("trainer.models.weights", "WeightsError"),
+    ("trainer.models.backbones.timm_backbone", "TimmNotInstalledError"),
+    ("trainer.head_choice", "HeadChoiceError"),
 })
 # Exit code 1: a run that was built and started, then stopped; the message says what was kept.
-RUN_FAILURES = frozenset({
-    ("trainer.engine.failures", "RunFailure"),
-    ("trainer.engine.fit", "NonFiniteLossError"),
-    ("trainer.engine.fit", "Interrupted"),
-    ("trainer.engine.fit", "DataFailure"),
-})
+RUN_FAILURES = frozenset({("trainer.engine.failures", "RunFailure")})
 # OS errors about a path the user named: exit code 2
 PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -52,23 +50,9 @@ def _is_one_of(error: BaseException, classes: frozenset[tuple[str, str]]) -> boo
     return any((cls.__module__, cls.__qualname__) in classes for cls in type(error).__mro__)
 
 
-def without_worker_traceback(text: str, error: BaseException) -> str:
-    """The message of an error raised in a DataLoader worker, without the worker's traceback that
-    the DataLoader puts into it ("Caught X in DataLoader worker process 0. Original Traceback ...")."""
-    if "Original Traceback" not in text:
-        return text
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else text
-    name = type(error).__name__
-    for prefix in (f"{type(error).__module__}.{name}: ", f"{name}: "):
-        if last.startswith(prefix):
-            return last[len(prefix):]
-    return last
-
-
 def error_message(error: BaseException) -> tuple[str, int]:
     """What the command line prints for an exception that ended a command, and the exit code."""
-    text = without_worker_traceback(ANSI_ESCAPE.sub("", str(error)), error)
+    text = ANSI_ESCAPE.sub("", worker_error_message(error))
     if _is_one_of(error, USAGE_ERRORS):
         return (text if text.startswith("recipe error") else f"error: {text}"), 2
     if _is_one_of(error, RUN_FAILURES):
@@ -86,8 +70,6 @@ def error_message(error: BaseException) -> tuple[str, int]:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Data warnings (repaired data, e.g. boxes clipped to the image) as one line; others as Python shows them."""
-    from trainer.data.errors import DataWarning
-
     if issubclass(category, DataWarning):
         print(f"warning: {message}", file=sys.stderr)
     else:
@@ -96,8 +78,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def run_guarded(action: Callable[[], object]) -> object:
     """Run a command; every exception becomes one message and an exit code, no traceback (unless --debug)."""
-    from trainer.data.errors import DataWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("default", DataWarning)
         warnings.showwarning = _show_warning
@@ -190,6 +170,7 @@ def evaluate(
 def show(
     arguments: list[str] = typer.Argument(..., help="RECIPE.yaml files, then KEY=VALUE overrides."),
     diff: bool = typer.Option(False, "--diff", help="Only what differs from the defaults."),
+    sources: bool = typer.Option(False, "--sources", help="Every value with the file:line or override it came from."),
 ) -> None:
     """Print the fully resolved recipe as YAML."""
     recipes, overrides = split_arguments(arguments)
@@ -197,7 +178,7 @@ def show(
     def action() -> str:
         from trainer.commands.show import show_command
 
-        return show_command(recipes=recipes, overrides=overrides, diff=diff)
+        return show_command(recipes=recipes, overrides=overrides, diff=diff, sources=sources)
 
     print(run_guarded(action), end="")
 

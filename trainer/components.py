@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
+from trainer.plugins import load_entry_point
+
 BUILTIN_MODULES = (
     "trainer.data.shapes",
     "trainer.data.image_folder",
@@ -42,5 +44,9 @@ def load_builtin_components() -> None:
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
     for plugin in entry_points(group="trainer.plugins"):
-        plugin.load()
+        problem = load_entry_point(plugin)
+        if problem is not None:
+            from trainer.recipe.errors import RecipeError, RecipeIssue
+
+            raise RecipeError([RecipeIssue((), problem, where="installed plugins")])
     _loaded = True

@@ -14,6 +14,7 @@ import sys
 import sysconfig
 import traceback
 from collections.abc import Sequence
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 PACKAGE_FOLDER = Path(__file__).resolve().parent
@@ -57,6 +58,22 @@ def error_place(error: BaseException) -> str | None:
     return f"{chosen.filename}:{chosen.lineno}" if chosen is not None else None
 
 
+def _problem(module: str, error: Exception) -> str:
+    text = error.msg if isinstance(error, SyntaxError) else str(error)
+    place = error_place(error)
+    where = f"{place}: " if place else ""
+    return f"cannot import '{module}': {where}{type(error).__name__}: {text}"
+
+
+def load_entry_point(entry_point: EntryPoint) -> str | None:
+    """Load one plugin of the `trainer.plugins` entry-point group; the problem in words, or None."""
+    try:
+        entry_point.load()
+    except Exception as error:  # as for `imports:`, anything a plugin raises becomes one message
+        return f"plugin '{entry_point.name}' of the trainer.plugins entry points: {_problem(entry_point.value, error)}"
+    return None
+
+
 def import_plugin(module: str, *, folders: Sequence[Path]) -> str | None:
     """Import `module` (searching `folders` after the installed packages); the problem in words, or None."""
     _add_to_import_path(folders)
@@ -67,8 +84,5 @@ def import_plugin(module: str, *, folders: Sequence[Path]) -> str | None:
         if isinstance(error, ModuleNotFoundError) and missing and (module + ".").startswith(missing + "."):
             searched = ", ".join(str(folder) for folder in folders)
             return f"cannot import '{module}': no module named '{missing}' (searched installed packages, {searched})"
-        text = error.msg if isinstance(error, SyntaxError) else str(error)
-        place = error_place(error)
-        where = f"{place}: " if place else ""
-        return f"cannot import '{module}': {where}{type(error).__name__}: {text}"
+        return _problem(module, error)
     return None

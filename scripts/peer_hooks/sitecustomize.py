@@ -11,6 +11,7 @@ import time
 _PATH = os.environ.get("PEER_STEP_LOG")
 if _PATH:
     import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
 
     torch.set_num_threads(1)
     _times: list[float] = []
@@ -25,5 +26,5 @@ if _PATH:
         if len(_times) >= 200:
             _flush()
 
-    torch.optim.Optimizer.register_optimizer_step_post_hook(_record)
+    register_optimizer_step_post_hook(_record)
     atexit.register(_flush)

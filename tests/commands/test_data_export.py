@@ -185,7 +185,7 @@ def test_convert_does_not_follow_a_symlink_out_of_out(tmp_path, cli):
     (out / "labels" / "train").symlink_to(tmp_path / "elsewhere")
     result = cli("data", "convert", annotations, "--from", "coco", "--to", "yolo", "--images-dir",
                  tmp_path / "src" / "images", "--out", out, "--force")
-    assert result.exit_code == 2 and "leads outside" in result.output
+    assert result.exit_code == 2 and "outside" in result.output
     assert not any((tmp_path / "elsewhere").iterdir())
 
 
@@ -213,3 +213,14 @@ def test_convert_and_shapes_overwrite_only_with_force(tmp_path, cli):
     result = cli(*shapes)
     assert result.exit_code == 2 and "not empty" in result.output and label.read_text().startswith("0 ")
     assert cli(*shapes, "--force").exit_code == 0 and (out / "images" / "val").is_dir()
+
+
+def test_shapes_with_force_does_not_write_through_a_folder_link(tmp_path, cli):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "images").symlink_to(tmp_path / "elsewhere")
+    result = cli("data", "shapes", "--task", "detection", "--format", "coco", "--out", out, "--num-images", 2,
+                 "--image-size", 16, "--force")
+    assert result.exit_code == 2 and "outside" in result.output
+    assert not any((tmp_path / "elsewhere").iterdir())

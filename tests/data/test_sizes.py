@@ -91,3 +91,13 @@ def test_problems_of_every_split_are_reported_together(tmp_path, cli, write_reci
     val, train = [line for line in result.output.splitlines() if "recipe.yaml:" in line]
     assert "data.val: images differ in size" in val and "augmentation.val" in val
     assert "data.train: image_folder: root directory not found" in train
+
+
+def test_a_data_error_from_an_override_names_the_override(tmp_path, cli, write_recipe):
+    folder(tmp_path / "data" / "train", [(16, 16), (16, 16)])
+    folder(tmp_path / "data" / "val", [(16, 16), (16, 16)])
+    recipe = _recipe(write_recipe, tmp_path / "data")
+    result = cli("check", recipe, f"data.val.root={tmp_path / 'nowhere'}")
+    assert result.exit_code == 2
+    assert "override 'data.val.root=" in result.output and "data.val: image_folder: root directory not found" in (
+        " ".join(result.output.split()))

@@ -28,8 +28,8 @@ from trainer.engine import checkpoint as checkpoint_module
 from trainer.engine.checkpoint import load_checkpoint, save_checkpoint
 from trainer.engine.epoch import weights_finite
 from trainer.engine.failures import Interrupted
-from trainer.engine.stop_signal import StopSignal
 from trainer.engine.run_dir import create_run_dir
+from trainer.engine.stop_signal import StopSignal
 
 
 @pytest.fixture(autouse=True)

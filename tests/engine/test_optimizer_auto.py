@@ -61,3 +61,11 @@ def test_build_optimizer_auto_builds_the_choice_and_says_it(capsys) -> None:
     assert isinstance(long, torch.optim.SGD)
     assert long.param_groups[0]["lr"] == pytest.approx(0.025)
     assert long.param_groups[0]["nesterov"] is True
+
+
+def test_trainer_new_templates_leave_the_optimizer_to_auto() -> None:
+    from trainer.commands.new import TRAINING
+
+    assert {task: optimizer for task, (_, _, optimizer, _) in TRAINING.items()} == {
+        "classification": {"name": "auto"}, "detection": {"name": "auto"}, "segmentation": {"name": "auto"}
+    }

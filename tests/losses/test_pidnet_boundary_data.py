@@ -163,7 +163,10 @@ def test_build_check_names_the_missing_step():
     assert "{name: boundary_target} first in augmentation.train" in problem
     steps = [{"name": "boundary_target"}, {"name": "hflip"}]
     assert module.missing_inputs(outputs_and_batch | provided_batch_fields(steps)) == []
-    assert build_loss_module([{"criterion": "pidnet_loss"}]).missing_inputs(outputs_and_batch) == []
+    label_mode = build_loss_module([{"criterion": "pidnet_loss"}])
+    assert label_mode.missing_inputs(outputs_and_batch) == []
+    (problem,) = label_mode.missing_inputs(outputs_and_batch | provided_batch_fields(steps))
+    assert "boundary_target: label; set boundary_target: data to train on them, or remove the step" in problem
 
 
 def test_recipe_with_the_step_builds_and_its_batches_carry_the_target(write_recipe):

@@ -6,6 +6,8 @@ written out from their naming rules, not from our modules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -134,6 +136,15 @@ def test_official_yolox_checkpoint_lands_tensor_by_tensor(size, tmp_path):
     bgr = torch.rand(1, 3, 64, 64) * 255
     expected = as_official.eval()(bgr)
     torch.testing.assert_close(model.eval()(bgr.flip(1)), expected)
+
+
+@pytest.mark.parametrize("size", list(YOLOX_EXPS))
+def test_official_yolox_names_and_shapes_equal_ours_for_every_size(size):
+    depth, width, dw = YOLOX_EXPS[size]
+    official = _pafpn("backbone", depth, width, dw) | _yolox_head("head", 80, width, dw)
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in yolox_recipe_model(size, num_classes=80).state_dict().items()}
+    assert ours == {_ours(k): shape for k, shape in official.items()}
 
 
 def test_official_yolox_for_another_class_count_reinitialises_only_class_predictions(tmp_path):
@@ -298,3 +309,16 @@ def test_official_pidnet_imagenet_checkpoint_loads_what_fits(tmp_path):
     report = load_weights(PIDNet(num_classes=19, size="s"), tmp_path / "PIDNet_S_ImageNet.pth.tar", strict=False)
     assert {"final_layer.conv2.weight", "final_layer.conv2.bias"} <= set(report.reinitialised)
     assert all(k.startswith(("seghead_", "final_layer.conv2")) for k in report.reinitialised)
+
+
+@pytest.mark.slow
+def test_train_from_an_official_yolox_checkpoint_says_what_it_loaded(cli, tmp_path):
+    """`model.checkpoint: yolox_nano.pth` (80 COCO classes) on the 4-class shapes recipe: one short epoch."""
+    torch.save({"model": official_yolox("nano", num_classes=80)}, tmp_path / "yolox_nano.pth")
+    recipe = Path(__file__).parents[2] / "recipes" / "detection" / "yolox_nano_shapes.yaml"
+    result = cli("train", recipe, f"model.checkpoint={tmp_path / 'yolox_nano.pth'}", "training.epochs=1",
+                 "training.batch_size=4", "data.train.num_images=8", "data.val.num_images=4",
+                 "environment.num_workers=0", "--output-dir", tmp_path / "runs", "--name", "ft")
+    assert result.exit_code == 0, result.output
+    assert "official YOLOX checkpoint" in result.output
+    assert "re-initialised 6 (head.cls_preds.0.weight" in result.output and "left out 0" in result.output

@@ -12,7 +12,7 @@ import torchvision
 
 from trainer.components import load_builtin_components
 from trainer.models.weights import WeightsError
-from trainer.registry import BACKBONES
+from trainer.registry import BACKBONES, FULL_MODELS
 
 load_builtin_components()
 TORCHVISION = sorted(name for name in BACKBONES.names() if BACKBONES.meta(name).get("family") == "torchvision")
@@ -66,3 +66,10 @@ def test_cli_offline_without_the_file_is_exit_2(cli, tmp_path, monkeypatch):
     result = cli("check", recipe, "model.architecture.backbone.pretrained=imagenet")
     assert result.exit_code == 2, result.output
     assert "resnet18-" in result.output and "put it at" in result.output and "Traceback" not in result.output
+
+
+def test_imagenet_on_models_without_downloadable_weights_says_what_to_do():
+    with pytest.raises(WeightsError, match="cspdarknet has no weights to download.*official YOLOX checkpoint"):
+        BACKBONES.get("cspdarknet_nano")(pretrained="imagenet")
+    with pytest.raises(WeightsError, match="pidnet has no weights to download.*PIDNet_S_ImageNet.pth.tar"):
+        FULL_MODELS.get("pidnet")(num_classes=2, pretrained="imagenet")

@@ -3,10 +3,15 @@ paths (build, forward/backward, one optimiser step), levels, and `pretrained` fi
 
 from __future__ import annotations
 
+import inspect
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from trainer.components import load_builtin_components
+from trainer.models.backbones.timm_backbone import TimmNotInstalledError
 from trainer.models.build import build_model
 from trainer.models.weights import WeightsError
 from trainer.registry import BACKBONES, LOSSES
@@ -15,7 +20,7 @@ timm = pytest.importorskip("timm")
 load_builtin_components()
 
 FAMILIES = ["resnet18", "convnext_atto", "efficientnet_b0", "mobilenetv3_small_050"]
-# (task, neck, criterion, loss inputs beyond the model outputs)
+# (task, neck, criterion)
 PATHS = [
     ("classification", None, "cross_entropy"),
     ("detection", {"name": "pafpn", "depth": 0.33}, "yolox_loss"),
@@ -38,7 +43,7 @@ def _train_step(model: torch.nn.Module, criterion: str, task: str) -> None:
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
     before = [p.detach().clone() for p in model.parameters()]
     outputs = model(torch.rand(2, 3, 64, 64))
-    names = set(__import__("inspect").signature(loss_module.forward).parameters)
+    names = set(inspect.signature(loss_module.forward).parameters)
     inputs = {k: v for k, v in {**outputs, **_batch(task)}.items() if k in names}
     parts = loss_module(**inputs)
     total = sum(parts.values())
@@ -97,6 +102,9 @@ def test_pretrained_file_of_the_timm_classifier(model_name, tmp_path):
         assert torch.equal(ours.body.state_dict()[key], value), key
     x = torch.rand(1, 3, 64, 64)
     torch.testing.assert_close(ours(x), reference(x)[-3:])
+    torch.save(ours.state_dict(), tmp_path / "backbone.pth")  # the backbone's own state dict loads too
+    again = BACKBONES.get("timm")(model_name=model_name, pretrained=str(tmp_path / "backbone.pth")).eval()
+    torch.testing.assert_close(again(x), ours(x))
 
 
 def test_pretrained_errors(tmp_path, monkeypatch):
@@ -109,3 +117,24 @@ def test_pretrained_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(WeightsError, match="timm could not get pretrained weights for 'mobilenetv3_small_050'"):
         BACKBONES.get("timm")(model_name="mobilenetv3_small_050", pretrained=True)
+
+
+def test_without_timm_the_recipe_error_says_how_to_install_it(cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed
+    recipe = Path(__file__).parents[2] / "recipes" / "classification" / "resnet18_shapes.yaml"
+    result = cli("check", recipe, "model.architecture.backbone.name=timm", "model.architecture.backbone.model_name=x")
+    assert result.exit_code == 2, result.output
+    assert "model.architecture.backbone.name: backbone 'timm' needs the timm package: pip install 'trainer[timm]'" in (
+        result.output)
+    with pytest.raises(TimmNotInstalledError, match=r"pip install 'trainer\[timm\]'"):
+        BACKBONES.get("timm")(model_name="resnet18")
+
+
+@pytest.mark.slow
+def test_trainer_check_runs_a_timm_recipe(cli):
+    recipe = Path(__file__).parents[2] / "recipes" / "classification" / "resnet18_shapes.yaml"
+    result = cli("check", recipe, "model.architecture.backbone.name=timm",
+                 "model.architecture.backbone.model_name=mobilenetv3_small_050", "data.train.num_images=16",
+                 "data.val.num_images=8")
+    assert result.exit_code == 0, result.output
+    assert "recipe OK" in result.output

@@ -54,7 +54,7 @@ def test_docs_schema_is_up_to_date():
     load_builtin_components()
     assert SCHEMA_FILE.is_file(), "run: trainer schema --out docs/recipe.schema.json"
     assert json.loads(SCHEMA_FILE.read_text()) == json.loads(schema_text()), (
-        "docs/recipe.schema.json is out of date; regenerate it: trainer schema --out docs/recipe.schema.json"
+        "docs/recipe.schema.json is out of date; regenerate it: trainer schema --out docs/recipe.schema.json --force"
     )
 
 
@@ -88,6 +88,13 @@ def test_valid_recipe_and_partial_files(validator):
     ("training.batch_size", "8", "'8' is not of type 'integer'"),
     ("training.amp", "fp8", "'fp8' is not one of"),
     ("task", "detect", "'detect' is not one of"),
+    # the constraints declared next to each component and in the schema dataclasses
+    ("training.optimizer.lr", -0.1, "-0.1 is less than or equal to the minimum of 0"),
+    ("training.optimizer.betas", [0.9, 1.5], "1.5 is greater than or equal to the maximum of 1"),
+    ("model.losses.0.weight", {"iou": -1.0}, "is not valid under any of the given schemas"),
+    ("model.losses.0.box_weight", -5, "-5 is less than the minimum of 0"),
+    ("model.postprocess", {"nms_iou": 1.5}, "1.5 is greater than the maximum of 1"),
+    ("environment", {"seed": 2**64}, "is greater than the maximum of 18446744073709551615"),
 ])
 def test_schema_rejects(validator, path, value, expected):
     found = errors(validator, changed(path, value))

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from trainer.commands.show import differences
+from trainer.recipe.diff import changed_paths, differences
 from trainer.recipe import load_recipe, recipe_to_dict
 
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
@@ -53,3 +53,10 @@ def test_show_prints_everything(tmp_path, cli):
     shown = yaml.safe_load(result.stdout)
     assert shown["training"]["batch_size"] == 3
     assert set(shown) >= {"task", "data", "augmentation", "model", "training", "logging", "environment"}
+
+
+def test_changed_paths_go_both_ways():
+    left = {"training": {"epochs": 3, "optimizer": {"name": "sgd", "lr": 0.1}}, "task": "detection"}
+    right = {"training": {"epochs": 5, "optimizer": {"name": "sgd"}}, "task": "detection", "imports": ["x"]}
+    assert changed_paths(left, right) == [("training", "epochs"), ("training", "optimizer", "lr"), ("imports",)]
+    assert changed_paths(left, left) == []

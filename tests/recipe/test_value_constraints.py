@@ -4,6 +4,7 @@ component (`Annotated[...]` in its signature) and in the schema; `trainer check`
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.conftest import tiny_classification_recipe
 from trainer.recipe import RecipeError, load_recipe
@@ -52,7 +53,8 @@ def test_a_wrong_value_is_a_recipe_error_naming_it(write_recipe, override, expec
 
 
 def test_all_wrong_values_come_together(write_recipe):
-    message = problems(write_recipe, ["training.optimizer.lr=.nan", "model.postprocess.nms_iou=-1", "training.epochs=0"])
+    overrides = ["training.optimizer.lr=.nan", "model.postprocess.nms_iou=-1", "training.epochs=0"]
+    message = problems(write_recipe, overrides)
     assert "3 problems" in message
 
 
@@ -71,3 +73,15 @@ def test_per_part_weights_and_exclusions_name_declared_parts(write_recipe, entry
 def test_declared_parts_pass(write_recipe):
     model = {**DETECTION["model"], "losses": [{"criterion": "yolox_loss", "weight": {"iou": 5.0}, "exclude": ["l1"]}]}
     load_recipe([write_recipe(tiny_classification_recipe(task="detection", model=model))])
+
+
+def test_class_weights_of_the_wrong_length_name_the_option(write_recipe):
+    from trainer.engine.session import build_session
+
+    model = {"architecture": {"backbone": {"name": "resnet18"}},
+             "losses": [{"criterion": "cross_entropy", "class_weights": [1.0, 2.0]}]}
+    loaded = load_recipe([write_recipe(tiny_classification_recipe(model=model))])
+    with pytest.raises(RecipeError) as caught:
+        build_session(loaded, device=torch.device("cpu"), for_training=False)
+    message = str(caught.value)
+    assert "recipe.yaml:" in message and "model.losses[0].class_weights: 2 values for 4 classes" in message

@@ -58,19 +58,12 @@ def test_collate_pads_and_hides_crowd_from_losses(task):
     assert batch["gt_boxes"][0, 1].tolist() == [4, 4, 30, 30]
     assert batch["gt_boxes"][1:, 1:].abs().sum() == 0 and batch["gt_boxes"][2].abs().sum() == 0
     assert batch["image_ids"].tolist() == [7, 8, 9] and batch["image_ids"].dtype == torch.int64
-    assert "orig_sizes" not in batch
 
 
 def test_collate_all_empty_gives_zero_width_padding(task):
     batch = task.collate([sample([], []), sample([], [], image_id=1)])
     assert batch["gt_boxes"].shape == (2, 0, 4) and batch["gt_labels"].shape == (2, 0)
     assert batch["gt_iscrowd"].shape == (2, 0)
-
-
-def test_collate_keeps_orig_sizes(task):
-    first, second = sample([[1, 1, 5, 5]], [0]), sample([], [])
-    first["orig_size"], second["orig_size"] = (480, 640), (100, 200)
-    assert task.collate([first, second])["orig_sizes"].tolist() == [[480, 640], [100, 200]]
 
 
 def test_collate_different_sizes_is_a_clear_error(task):

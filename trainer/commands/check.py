@@ -35,8 +35,8 @@ def one_training_step(session: Session, state: TrainState) -> tuple[dict, dict, 
     return batch, outputs, parts, total.detach(), without_grad
 
 
-def summary_table(*, title: str, session: Session, batch: dict, outputs: dict, values: dict[str, float],
-                  total: float, metrics: dict[str, float]) -> Table:
+def summary_table(*, title: str, session: Session, state: TrainState, batch: dict, outputs: dict,
+                  values: dict[str, float], total: float, metrics: dict[str, float]) -> Table:
     table = Table(title=title)
     table.add_column("item")
     table.add_column("value", justify="right")
@@ -44,6 +44,9 @@ def summary_table(*, title: str, session: Session, batch: dict, outputs: dict, v
     table.add_row("classes", str(len(session.class_names)))
     table.add_row("train / val images", f"{len(session.train_set)} / {len(session.val_set)}")
     table.add_row("parameters", f"{sum(p.numel() for p in session.model.parameters()):,}")
+    learning_rates = sorted({f"{group['lr']:.3g}" for group in state.optimizer.param_groups})
+    table.add_row("optimizer", f"{type(state.optimizer).__name__}, lr after one step {' / '.join(learning_rates)}")
+    table.add_row("scheduler", type(state.scheduler).__name__)
     table.add_row("input batch", str(tuple(batch["images"].shape)))
     for name, value in outputs.items():
         table.add_row(f"output {name}", str(tuple(value.shape)))
@@ -66,8 +69,8 @@ def check_command(*, recipes: list[str], overrides: list[str], device: str | Non
     batch, outputs, parts, total, without_grad = one_training_step(session, state)
     metrics, _ = evaluate(model=state.model, session=session, amp_dtype=state.amp_dtype, max_batches=1)
     values = {name: float(value.detach()) for name, value in parts.items()}
-    console.print(summary_table(title=f"check: {', '.join(recipes)}", session=session, batch=batch, outputs=outputs,
-                                values=values, total=float(total), metrics=metrics))
+    console.print(summary_table(title=f"check: {', '.join(recipes)}", session=session, state=state, batch=batch,
+                                outputs=outputs, values=values, total=float(total), metrics=metrics))
     if without_grad:
         console.print(f"note: {len(without_grad)} parameters got no gradient (e.g. {without_grad[:3]})")
     console.print("recipe OK: built everything, ran one training step (forward, backward, optimizer and "

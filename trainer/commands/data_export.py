@@ -11,7 +11,8 @@ Layouts written by `trainer data shapes --task T --format F --out DIR`:
 | segmentation | mask_folder | `DIR/images/<split>/*.png`, `DIR/masks/<split>/*.png` (8-bit class indices) |
 
 Every layout also gets `DIR/recipe_data.yaml`, the recipe's `data:` section that reads it back
-(merge it after a recipe: `trainer train recipe.yaml DIR/recipe_data.yaml`).
+(merge it after a recipe: `trainer train recipe.yaml DIR/recipe_data.yaml`). Both commands refuse
+an existing output (a non-empty folder, a file) unless `--force`, and write only inside it.
 """
 
 from __future__ import annotations

@@ -32,3 +32,8 @@ def list_command(kind: str | None) -> None:
     for name in kinds:
         table.add_row(name, listed_names(name))
     console.print(table)
+    for name in kinds:  # e.g. how to list the models behind one entry (backbone `timm`)
+        registry = REGISTRIES[name]
+        for entry in registry.names():
+            if registry.meta(entry).get("note"):
+                console.print(registry.meta(entry)["note"], markup=False, highlight=False)

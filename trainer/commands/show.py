@@ -1,42 +1,23 @@
 """`trainer show`: the fully resolved recipe as YAML, or with --diff only what differs from the
-schema defaults (itself a valid recipe that resolves to the same thing)."""
+schema defaults (itself a valid recipe that resolves to the same thing), or with --sources every
+value with the place it came from."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
-from trainer.recipe import Recipe, load_recipe, recipe_to_dict, recipe_to_yaml
-
-NAME_KEYS = ("name", "criterion")
-
-
-def _is_component(value: Any) -> bool:
-    return isinstance(value, dict) and any(key in value for key in NAME_KEYS)
+from trainer.recipe import Recipe, RecipeError, RecipeIssue, load_recipe, recipe_to_dict, recipe_to_yaml
+from trainer.recipe.diff import differences
 
 
-def differences(value: Any, default: Any) -> Any:
-    """The parts of `value` that differ from `default`; None when nothing differs.
-
-    Mappings are compared key by key (as recipes merge); lists, scalars and named components
-    (a mapping with `name` or `criterion`) are kept whole, so the result still validates."""
-    if isinstance(value, dict) and isinstance(default, dict) and not (_is_component(value) and value != default):
-        found = {}
-        for key, item in value.items():
-            if key not in default:
-                found[key] = item
-                continue
-            changed = differences(item, default[key])
-            if changed is not None:
-                found[key] = changed
-        return found or None
-    return None if value == default else value
-
-
-def show_command(*, recipes: list[str], overrides: list[str], diff: bool = False) -> str:
-    """The text `trainer show` prints."""
+def show_command(*, recipes: list[str], overrides: list[str], diff: bool = False, sources: bool = False) -> str:
+    """The text `trainer show` prints: the resolved recipe; with `diff` what differs from the defaults; with
+    `sources` every value and where it came from (file:line:col, a command-line override, or the default)."""
+    if diff and sources:
+        raise RecipeError([RecipeIssue((), "give --diff or --sources, not both", where="trainer show")])
     loaded = load_recipe(recipes, overrides)
+    if sources:
+        return loaded.sources_text()
     if not diff:
         return recipe_to_yaml(loaded.recipe)
     changed = differences(recipe_to_dict(loaded.recipe), recipe_to_dict(Recipe())) or {}

@@ -20,21 +20,13 @@ from trainer.engine.run_outputs import RunOutputs
 from trainer.engine.session import Session, build_session
 from trainer.engine.train_state import TrainState, build_train_state
 from trainer.recipe import LoadedRecipe, RecipeError, RecipeIssue, load_recipe, recipe_to_dict, recipe_to_yaml
+from trainer.recipe.diff import changed_paths
 
 # what may differ between a resumed run and the recipe it was started with
 RESUMABLE_CHANGES = {
     ("training", "epochs"), ("logging", "progress"), ("logging", "log_every"), ("environment", "num_workers"),
     ("environment", "device"), ("environment", "pin_memory"), ("logging", "output_dir"), ("logging", "name"),
 }
-
-
-def _differences(left: dict, right: dict, path: tuple = ()) -> list[tuple]:
-    if isinstance(left, dict) and isinstance(right, dict):
-        found = []
-        for key in list(left) + [k for k in right if k not in left]:
-            found += _differences(left.get(key), right.get(key), path + (key,))
-        return found
-    return [] if left == right else [path]
 
 
 def load_for_resume(run_dir: Path, recipes: list[str], overrides: list[str]) -> tuple[LoadedRecipe, dict]:
@@ -46,7 +38,7 @@ def load_for_resume(run_dir: Path, recipes: list[str], overrides: list[str]) -> 
                                        where="--resume")])
     original = load_recipe([saved])
     loaded = load_recipe(recipes or [saved], overrides)
-    changed = [p for p in _differences(recipe_to_dict(original.recipe), recipe_to_dict(loaded.recipe))
+    changed = [p for p in changed_paths(recipe_to_dict(original.recipe), recipe_to_dict(loaded.recipe))
                if p not in RESUMABLE_CHANGES]
     if changed:
         names = ", ".join(".".join(str(part) for part in path) for path in changed)

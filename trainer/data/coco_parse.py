@@ -34,7 +34,6 @@ class CocoAnnotation:
 @dataclass
 class CocoContent:
     class_names: list[str]
-    category_ids: list[int]  # sorted; category_ids[i] is the category of class i when class_names came from the file
     images: list[dict]  # {"id", "file_name", "width", "height"}
     annotations: list[CocoAnnotation] = field(default_factory=list)
 
@@ -135,7 +134,7 @@ def parse_coco(data: Any, *, path: str | Path, class_names: list[str] | None = N
         except DataError as error:
             problems.add(error)
     problems.raise_if_any()
-    return CocoContent(class_names=names, category_ids=sorted(categories), images=images, annotations=annotations)
+    return CocoContent(class_names=names, images=images, annotations=annotations)
 
 
 def load_coco(path: str | Path, *, class_names: list[str] | None = None) -> CocoContent:

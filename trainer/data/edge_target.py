@@ -5,8 +5,8 @@ sample: the edge band of the sample's whole label map (before any augmentation w
 first in ``augmentation.train``), edges closer than ``border`` px to the image border dropped,
 dilated with a ``dilation`` x ``dilation`` window (``trainer.losses.boundary_target``). Being a
 ``Mask``, it is rescaled (nearest), cropped and flipped together with the image and the label;
-where a transform pads it, it gets the mask fill (255), which ``boundary_labels_batch`` reads as 0,
-as the official pipeline pads its edge map with 0.
+where a transform pads it, it gets the mask fill (``IGNORE_INDEX``), which ``boundary_labels_batch``
+reads as 0, as the official pipeline pads its edge map with 0.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torchvision import tv_tensors
 
+from trainer.constants import IGNORE_INDEX
 from trainer.losses.boundary_target import boundary_target
 
 BOUNDARY_KEY = "boundary_labels"
@@ -25,7 +26,7 @@ BOUNDARY_KEY = "boundary_labels"
 class BoundaryTargetStep:
     """Sample -> the same sample plus ``boundary_labels`` made from its ``mask``."""
 
-    def __init__(self, *, border: int = 6, dilation: int = 4, ignore_index: int = 255) -> None:
+    def __init__(self, *, border: int = 6, dilation: int = 4, ignore_index: int = IGNORE_INDEX) -> None:
         if border < 0:
             raise ValueError(f"border must be >= 0, got {border}")
         if dilation < 0:

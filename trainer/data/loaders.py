@@ -114,21 +114,6 @@ class AugmentedDataset(Dataset):
             generator.set_state(state)
 
 
-def worker_error_message(error: BaseException) -> str:
-    """The message of an error raised in a DataLoader worker, without the worker's traceback that
-    the DataLoader puts into it ("Caught X in DataLoader worker process 0. Original Traceback ...")."""
-    text = str(error)
-    if "Original Traceback" not in text:
-        return text
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else text
-    name = type(error).__name__
-    for prefix in (f"{type(error).__module__}.{name}: ", f"{name}: "):
-        if last.startswith(prefix):
-            return last[len(prefix):]
-    return last
-
-
 def ignore_stop_signals(worker_id: int) -> None:
     """worker_init_fn: workers ignore SIGINT and SIGTERM. A signal to the whole process group (Ctrl-C,
     Slurm's scancel, `kill -- -PGID`) then reaches the main process alone, which stops in order and

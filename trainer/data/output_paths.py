@@ -33,11 +33,24 @@ def prepare_output(path: Path, *, folder: bool, force: bool) -> None:
     if not folder and path.is_dir():
         raise DataError(f"{path} is a folder; give the path of the file to write")
     if force:
+        if folder and path.is_dir():
+            _refuse_folder_links_out(path)
         return
     if folder and path.exists() and any(path.iterdir()):
         raise DataError(f"{path} exists and is not empty; not overwriting it (add --force to write into it)")
     if not folder and path.exists():
         raise DataError(f"{path} exists; not overwriting it (add --force to replace it)")
+
+
+def _refuse_folder_links_out(folder: Path) -> None:
+    """An existing output folder written into with `force` must not hold a link to a folder outside
+    it (writes would go through it); links to files are harmless: they are replaced, not followed."""
+    root = folder.resolve()
+    for entry in folder.rglob("*"):
+        if entry.is_symlink() and entry.is_dir():
+            resolved = entry.resolve()
+            if resolved != root and root not in resolved.parents:
+                raise DataError(f"{entry} links to {resolved}, outside {folder}; not writing through it")
 
 
 def _fresh(target: Path, *, force: bool) -> Path:

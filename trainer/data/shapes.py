@@ -8,9 +8,12 @@ share a sample and a different `seed` gives a different data set.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torchvision import tv_tensors
 
+from trainer.constraints import AtLeastOne, Range, Seed
 from trainer.data.errors import DataError
 from trainer.data.shapes_generator import SHAPE_NAMES, generate_sample
 from trainer.registry import DATASETS
@@ -29,11 +32,11 @@ class ShapesDataset(torch.utils.data.Dataset):
         *,
         task: str,
         split: str,
-        num_images: int,
-        image_size: int = 64,
-        seed: int = 0,
-        min_shapes: int | None = None,
-        max_shapes: int | None = None,
+        num_images: Annotated[int, AtLeastOne],
+        image_size: Annotated[int, Range(ge=8)] = 64,
+        seed: Annotated[int, Seed] = 0,
+        min_shapes: Annotated[int, AtLeastOne] | None = None,
+        max_shapes: Annotated[int, AtLeastOne] | None = None,
     ) -> None:
         if task not in TASKS:
             raise DataError(f"shapes: unknown task '{task}' (choices: {', '.join(TASKS)})")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torchvision import tv_tensors
@@ -30,9 +30,14 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from trainer.constants import IGNORE_INDEX
+from trainer.constraints import AtLeastOne, NonNegative, Probability, Range
 from trainer.data.edge_target import BoundaryTargetStep
 from trainer.data.errors import DataError
 from trainer.registry import TRANSFORMS, closest_name
+
+Prob = Annotated[float, Probability]  # option constraints (trainer/constraints.py)
+Amount = Annotated[float, NonNegative]
+Count = Annotated[int, NonNegative]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -158,41 +163,42 @@ def random_crop(*, size: int | list[int], pad_if_needed: bool = False, fill: int
 
 
 @TRANSFORMS.register("hflip")
-def hflip(*, p: float = 0.5) -> v2.Transform:
+def hflip(*, p: Prob = 0.5) -> v2.Transform:
     return v2.RandomHorizontalFlip(p=p)
 
 
 @TRANSFORMS.register("vflip")
-def vflip(*, p: float = 0.5) -> v2.Transform:
+def vflip(*, p: Prob = 0.5) -> v2.Transform:
     return v2.RandomVerticalFlip(p=p)
 
 
 @TRANSFORMS.register("color_jitter")
 def color_jitter(
-    *, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0
+    *, brightness: Amount = 0.0, contrast: Amount = 0.0, saturation: Amount = 0.0,
+    hue: Annotated[float, Range(ge=0, le=0.5)] = 0.0,
 ) -> v2.Transform:
     return v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
 
 
 @TRANSFORMS.register("photometric_distort")
-def photometric_distort(*, p: float = 0.5) -> v2.Transform:
+def photometric_distort(*, p: Prob = 0.5) -> v2.Transform:
     return v2.RandomPhotometricDistort(p=p)
 
 
 @TRANSFORMS.register("trivial_augment", tasks=("classification",))
-def trivial_augment(*, num_magnitude_bins: int = 31) -> v2.Transform:
+def trivial_augment(*, num_magnitude_bins: Annotated[int, Range(ge=2)] = 31) -> v2.Transform:
     return v2.TrivialAugmentWide(num_magnitude_bins=num_magnitude_bins)
 
 
 @TRANSFORMS.register("rand_augment", tasks=("classification",))
-def rand_augment(*, num_ops: int = 2, magnitude: int = 9) -> v2.Transform:
+def rand_augment(*, num_ops: Count = 2, magnitude: Count = 9) -> v2.Transform:
     return v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
 
 
 @TRANSFORMS.register("random_erasing")
 def random_erasing(
     *,
-    p: float = 0.5,
+    p: Prob = 0.5,
     scale: list[float] = (0.02, 0.33),
     ratio: list[float] = (0.3, 3.3),
     value: float | list[float] | str = 0.0,
@@ -207,7 +213,7 @@ def random_iou_crop(
     max_scale: float = 1.0,
     min_aspect_ratio: float = 0.5,
     max_aspect_ratio: float = 2.0,
-    trials: int = 40,
+    trials: Annotated[int, AtLeastOne] = 40,
 ) -> v2.Transform:
     return v2.RandomIoUCrop(
         min_scale=min_scale,
@@ -219,12 +225,12 @@ def random_iou_crop(
 
 
 @TRANSFORMS.register("random_zoom_out")
-def random_zoom_out(*, fill: int | list[int] = 0, side_range: list[float] = (1.0, 4.0), p: float = 0.5) -> v2.Transform:
+def random_zoom_out(*, fill: int | list[int] = 0, side_range: list[float] = (1.0, 4.0), p: Prob = 0.5) -> v2.Transform:
     return v2.RandomZoomOut(fill=_fill(fill), side_range=tuple(side_range), p=p)
 
 
 @TRANSFORMS.register("sanitize_boxes", tasks=("detection",))
-def sanitize_boxes(*, min_size: float = 1.0, min_area: float = 1.0) -> v2.Transform:
+def sanitize_boxes(*, min_size: Amount = 1.0, min_area: Amount = 1.0) -> v2.Transform:
     return v2.SanitizeBoundingBoxes(min_size=min_size, min_area=min_area, labels_getter=_detection_targets)
 
 

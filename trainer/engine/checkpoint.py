@@ -95,10 +95,3 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu", mma
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a checkpoint (a dict)")
     return loaded
-
-
-def model_state(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
-    """The weights to evaluate or export: EMA weights when the run kept them, else the model's."""
-    if prefer_ema and checkpoint.get("ema") is not None:
-        return {key.removeprefix("module."): value for key, value in checkpoint["ema"].items() if key != "n_averaged"}
-    return checkpoint["model"]

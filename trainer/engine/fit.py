@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from trainer.data.errors import DataError
-from trainer.data.loaders import worker_error_message
+from trainer.data.errors import DataError, worker_error_message
 from trainer.engine import distributed
 from trainer.engine.epoch import train_epoch
 from trainer.engine.evaluate import evaluate
@@ -36,24 +35,30 @@ def fit(
 ) -> None:
     """Train `state` from its counters to training.epochs (or an early stop); rank 0 writes the run
     (checkpoints, metrics.csv) and `outputs` (TensorBoard, MLflow, plots)."""
-    training = session.recipe.training
     run = _start(session, state, run_dir=run_dir, outputs=outputs, logger=logger)
     try:
-        with run.stop, failures_in_words(run):
-            for epoch in range(state.counters.epoch, training.epochs):
-                started = time.perf_counter()
-                means = train_epoch(run, epoch)
-                row, improved = validate(run, epoch=epoch, means=means)
-                row["seconds"] = round(time.perf_counter() - started, 3)
-                end_epoch(run, epoch=epoch, row=row, improved=improved)
-                if stop_after_epoch(run, epoch=epoch):
-                    break
+        with run.stop:  # a second signal at any moment stops at once, in words
+            with failures_in_words(run):
+                train_epochs(run)
+            run.stop.phase = "writing the final plots and trackers"
+            outputs.finish(run.evaluator, epochs_done=state.counters.epoch)
     except RunFailure as failure:
         outputs.abort(interrupted=isinstance(failure, Interrupted))
         raise
-    run.outputs.finish(run.evaluator, epochs_done=state.counters.epoch)
     if run.main and run.last_metrics:
         console.print(metrics_table(run.last_metrics, title=f"validation after epoch {state.counters.epoch}"))
+
+
+def train_epochs(run: FitRun) -> None:
+    """Epochs from the state's counters to training.epochs: train, validate, checkpoint, stop?"""
+    for epoch in range(run.state.counters.epoch, run.session.recipe.training.epochs):
+        started = time.perf_counter()
+        means = train_epoch(run, epoch)
+        row, improved = validate(run, epoch=epoch, means=means)
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        end_epoch(run, epoch=epoch, row=row, improved=improved)
+        if stop_after_epoch(run, epoch=epoch):
+            break
 
 
 def _start(

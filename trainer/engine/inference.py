@@ -88,7 +88,7 @@ def load_trained_weights(model: nn.Module, path: Path, *, class_names: list[str]
     them); a CheckpointError names the file and the mismatch (another class count in words)."""
     state = load_checkpoint(path)
     try:
-        return load_weights(model, state, prefer_ema=True, strict=True)
+        return load_weights(model, state, prefer_ema=True, strict=True, label=str(path))
     except WeightsError as error:
         mismatch = _class_count_mismatch(model, read_state_dict(state)[0], class_names)
         detail = str(error) if mismatch is None else (
@@ -102,7 +102,7 @@ def load_start_weights(model: nn.Module, path: Path) -> LoadReport:
     for another class count keep their initial values (see `models/weights.py`, strict=False)."""
     state = load_checkpoint(path)
     try:
-        return load_weights(model, state, prefer_ema=True, strict=False)
+        return load_weights(model, state, prefer_ema=True, strict=False, label=str(path))
     except WeightsError as error:
         raise CheckpointError(f"checkpoint {path} does not fit this model: {error}") from None
 

@@ -135,7 +135,7 @@ def auto(
     foreach: bool | None = None,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """Picks AdamW or SGD and the learning rate (``choose_optimizer``) and says what it picked."""
+    """AdamW (short schedules) or SGD (long ones) with the lr for the task, model, batch and steps; prints it."""
     choice = choose_optimizer(task=task, model=model, total_steps=total_steps, batch_size=batch_size)
     say(logging.getLogger("trainer.run"), choice.summary())
     factory = OPTIMIZERS.get(choice.name)

@@ -52,7 +52,7 @@ def _state_mismatches(expected: dict[str, Any], got: dict[str, Any]) -> list[str
     missing = [key for key in expected if key not in got]
     unexpected = [key for key in got if key not in expected]
     shapes = [
-        f"{key} {tuple(got[key].shape)} here {tuple(expected[key].shape)}"
+        f"{key} {tuple(got[key].shape)} in the checkpoint, {tuple(expected[key].shape)} in the recipe's model"
         for key in expected
         if key in got and hasattr(got[key], "shape") and tuple(got[key].shape) != tuple(expected[key].shape)
     ]

@@ -18,7 +18,8 @@ from trainer.data.transforms import NormalizeParams, build_transforms, provided_
 from trainer.engine.inference import Normalizer, build_recipe_model
 from trainer.losses.module import LossModule, build_loss_module
 from trainer.models.build import output_names
-from trainer.recipe import LoadedRecipe, Recipe, recipe_to_dict
+from trainer.recipe import LoadedRecipe, Recipe
+from trainer.recipe.class_counts import check_class_counts
 from trainer.registry import DATASETS
 from trainer.tasks import get_task
 from trainer.tasks.base import Task
@@ -74,7 +75,7 @@ def _datasets(loaded: LoadedRecipe, splits: tuple[str, ...]) -> dict[str, Any]:
     built, problems = {}, []
     for split in splits:
         try:
-            built[split] = _dataset(loaded.recipe, split, loaded.locations.find(("data", split)))
+            built[split] = _dataset(loaded.recipe, split, loaded.locations.blame(("data", split)))
         except DataError as error:
             problems.append(str(error))
     if problems:
@@ -86,8 +87,7 @@ def _model_and_losses(recipe: Recipe, task: Task, *, num_classes: int, val_set: 
                       device: torch.device) -> tuple[nn.Module, LossModule]:
     """The recipe's model and losses, checked: every loss finds the inputs it reads."""
     model = build_recipe_model(recipe, num_classes=num_classes).to(device)
-    losses = recipe_to_dict(recipe)["model"]["losses"]
-    loss_module = build_loss_module(losses, defaults=task.loss_defaults).to(device)
+    loss_module = build_loss_module(recipe.model.loss_specs(), defaults=task.loss_defaults).to(device)
     sample_size = _sample_image_size(val_set)
     available = output_names(model=model, image_size=sample_size, training=True) | set(task.batch_fields) | {"epoch"}
     available |= provided_batch_fields(recipe.augmentation.train)  # e.g. boundary_labels from `boundary_target`
@@ -117,6 +117,7 @@ def build_session(
     seed = recipe.environment.seed
     datasets = _datasets(loaded, ("val", "train") if for_training else ("val",))
     class_names = list(datasets["val"].class_names)
+    check_class_counts(recipe, loaded.locations, class_names=class_names)  # e.g. a loss's class_weights
     val_transform, normalize = build_transforms(recipe.augmentation.val, task=recipe.task)
     val_set = AugmentedDataset(dataset=datasets["val"], transform=val_transform, seed=seed)
     pin_memory = recipe.environment.pin_memory and device.type == "cuda"

@@ -7,13 +7,10 @@ Class-index targets, mean reduction over non-ignored positions, weighted by ``cl
 Probability targets (mixup/cutmix, ``(B, C)`` or ``(B, C, H, W)`` float) use
 ``t' = t * (1 - eps) + eps / C`` and divide by the number of samples (positions), as PyTorch does.
 
-Deliberate deviation from ``F.cross_entropy``: when every position is ignored (or every target
-has class weight 0) PyTorch returns NaN (0 / 0); here the loss is an exact zero that keeps the
-graph, so a crop holding only ``ignore_index`` pixels does not stop a run.  The guard costs no
-host sync: the numerator and the denominator are both computed on the device.
-
-``class_weights`` are per-class weights; the recipe's ``weight`` key is the loss multiplier
-(NetsPresso uses ``weight`` for the multiplier too, so it cannot pass class weights).
+When every position is ignored (or every target has class weight 0) the loss is an exact zero
+that keeps the graph (PyTorch: NaN), with no host sync. ``class_weights`` are per-class weights;
+the recipe's ``weight`` key is the loss multiplier. How this relates to ``F.cross_entropy``:
+docs/fidelity.md.
 """
 
 from __future__ import annotations

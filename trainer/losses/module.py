@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from trainer.registry import LOSSES
-
-ENTRY_KEYS = ("criterion", "name", "weight", "exclude", "inputs")
+from trainer.specs import LossSpec
 
 
 @dataclass
@@ -52,31 +51,32 @@ def forward_arguments(criterion: nn.Module) -> dict[str, bool]:
     }
 
 
-def build_loss_entries(losses: list[dict[str, Any]], *, defaults: Mapping[str, Any] | None = None) -> list[LossEntry]:
+def build_loss_entries(
+    losses: list[LossSpec | dict[str, Any]], *, defaults: Mapping[str, Any] | None = None
+) -> list[LossEntry]:
+    """One entry per loss spec (a `model.losses` mapping is read as `LossSpec.from_entry`)."""
     entries: list[LossEntry] = []
     taken: set[str] = set()
-    for spec in losses:
-        criterion_name = spec["criterion"]
-        component = LOSSES.get(criterion_name)
-        options = {key: value for key, value in spec.items() if key not in ENTRY_KEYS}
+    for spec in (item if isinstance(item, LossSpec) else LossSpec.from_entry(item) for item in losses):
+        component = LOSSES.get(spec.criterion)
+        options = dict(spec.options)
         accepted = inspect.signature(component).parameters
         options.update({k: v for k, v in (defaults or {}).items() if k in accepted and k not in options})
         criterion = component(**options)
-        name = spec.get("name") or criterion_name
+        name = spec.name or spec.criterion
         if name in taken:
             suffix = 2
             while f"{name}__{suffix}" in taken:
                 suffix += 1
             name = f"{name}__{suffix}"
         taken.add(name)
-        weight = spec.get("weight")
         entries.append(
             LossEntry(
                 name=name,
                 criterion=criterion,
-                weight=1.0 if weight is None else weight,
-                exclude=tuple(spec.get("exclude") or ()),
-                inputs=dict(spec.get("inputs") or {}),
+                weight=spec.weight,
+                exclude=spec.exclude,
+                inputs=dict(spec.inputs),
                 arguments=forward_arguments(criterion),
             )
         )
@@ -137,5 +137,7 @@ class LossModule(nn.Module):
         return total, parts
 
 
-def build_loss_module(losses: list[dict[str, Any]], *, defaults: Mapping[str, Any] | None = None) -> LossModule:
+def build_loss_module(
+    losses: list[LossSpec | dict[str, Any]], *, defaults: Mapping[str, Any] | None = None
+) -> LossModule:
     return LossModule(build_loss_entries(losses, defaults=defaults))

@@ -8,25 +8,10 @@ low-quality matches every anchor tied at a gt's best IoU gets its own best gt. c
 (weights 1, 1, 1, 1) or GIoU (eps 1e-7) on decoded boxes, over foreground anchors. Both are divided
 by max(1, foreground of the image) and averaged over images. An image without gt: all background.
 
-Deviations from the reference (deliberate)
-------------------------------------------
-- Batched: gts are padded to M (rows with label -1 are padding, wherever they sit) and the matcher
-  runs on a (B, M, A) IoU matrix with padding rows at IoU -1, so they never win and never create
-  low-quality matches; losses are dense (B, A) masks instead of per-image boolean indexing. Same
-  values up to summation order.
-- Losses are computed in fp32 with autocast off (torchvision computes them in the input dtype).
-- ``alpha`` and ``gamma`` are options (torchvision hard-codes the defaults 0.25 and 2).
-- The focal loss is ``anchor_focal_loss``: torchvision's ``sigmoid_focal_loss`` for a one-hot
-  target, summed over classes per anchor, with its gradient written out, so no one-hot target and
-  no (B, A, C) intermediate is built or kept for backward (torchvision's composite keeps about ten).
-  Each element is ``softplus(x) * p**gamma`` (negative) or ``softplus(-x) * (1 - p)**gamma``
-  (positive) times the alpha weight: torchvision's value up to rounding (it forms ``1 - (1 - p)``).
-- On the CPU the matcher and the focal loss run in blocks of images / anchor rows that fit in the
-  cache (a loop of a few blocks, no host sync); on accelerators each is one block.
-
-Kept on purpose (a torchvision quirk, reproduced for equality): a gt that overlaps no anchor (its
-best IoU is 0) makes every anchor with IoU 0 to it a low-quality match to that anchor's argmax gt.
-Out-of-image gts should be dropped by the data pipeline.
+Batched over images (gts padded to M, rows with label -1 are padding), float32 with autocast off;
+on the CPU the matcher and the focal loss run in cache-sized blocks. Out-of-image gts should be
+dropped by the data pipeline (a gt overlapping no anchor makes low-quality matches, as in
+torchvision). Deviations from the reference, their reasons and measured effects: docs/fidelity.md.
 
 Cost: the (B, M, A) IoU matrix (one block of images at a time on the CPU) and the (B, A, C) logits'
 gradient. No host sync, except inside torchvision's ``generalized_box_iou_loss`` (boolean-mask indexing).

@@ -7,23 +7,10 @@ one_hot) + 3 * -log(IoU + 1e-8) + 1e6 * (not a candidate of that gt)``; each gt 
 ``max(1, int(sum of top-10 IoUs))`` lowest-cost anchors and an anchor claimed twice goes to its
 lowest-cost gt. Every part is summed and divided by one batch-wide ``max(num_fg, 1)``.
 
-Deviations from the reference (deliberate)
-------------------------------------------
-- Batched: the gts of all images are padded to M and the assignment runs on (B, M, A) tensors with
-  no per-image loop and no host sync. Padded gts, and anchors that are no candidate of any gt of
-  their image, get an infinite cost so they are never picked; the reference drops those anchors
-  from the matrix instead, which gives the same assignment.
-- The class term of the cost is computed as ``sum_c BCE(p_c, 0) + BCE(p_y, 1) - BCE(p_y, 0)``
-  (the same value; it avoids a (B, M, A, C) tensor). The last bits of rounding may differ.
-- Everything (assignment and losses) runs in fp32 with autocast off; the reference computes the
-  cost's IoU and the losses in the autocast dtype. Only rounding changes.
-- An image whose gts have no candidate anchor at all (gt centres far outside the grid) gets no
-  foreground; the reference fails in ``topk`` on an empty tensor there.
-- Under torch.distributed the foreground count is summed over ranks (the reference uses the local
-  count) and the normaliser is ``max(global_fg, 1) / world_size``: DDP averages gradients over
-  ranks, so this makes the averaged gradient equal to the gradient of
-  ``global_sum / max(global_fg, 1)``, i.e. exactly single-process training on the global batch.
-  Every rank must call the loss (it holds a collective), as in training.
+Batched over images on (B, M, A) tensors (gts padded to M), float32 with autocast off, no host
+sync. Under torch.distributed the foreground count is summed over ranks, so every rank must call
+the loss (it holds a collective), as in training. Deviations from the reference, their reasons and
+measured effects: docs/fidelity.md.
 
 Cost: a few (B, M, A) fp32 tensors (B 16, M 100, A 8400: about 54 MB each); no host sync.
 """

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.models.head_choice import choose_head
+from trainer.head_choice import choose_head
 from trainer.registry import BACKBONES, FULL_MODELS, HEADS, NECKS
 
 

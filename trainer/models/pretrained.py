@@ -47,3 +47,8 @@ def imagenet_weights_file(arch: str) -> Path:
     """The local file of torchvision's DEFAULT weights for `arch` (e.g. ``resnet50``)."""
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     return cached_download(weights.url)
+
+
+def no_published_weights(model: str, *, instead: str) -> WeightsError:
+    """The error for ``pretrained: imagenet`` on a model without downloadable weights here."""
+    return WeightsError(f"{model} has no weights to download for 'pretrained: {IMAGENET}'; {instead}")

@@ -67,10 +67,12 @@ def _is_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def read_state_dict(source: Path | str | Mapping[str, Any], *, prefer_ema: bool = True) -> tuple[dict, str]:
+def read_state_dict(
+    source: Path | str | Mapping[str, Any], *, prefer_ema: bool = True, label: str | None = None
+) -> tuple[dict, str]:
     """The tensors of a file or loaded object, unwrapped from a checkpoint container, and the
     container's description."""
-    name = "a state dict" if isinstance(source, Mapping) else str(source)
+    name = label or ("(a state dict)" if isinstance(source, Mapping) else str(source))
     if not isinstance(source, Mapping):
         try:
             source = load_torch(Path(source).expanduser())
@@ -153,12 +155,14 @@ def load_weights(
     strict: bool = True,
     allow_left_out: bool | tuple[str, ...] = False,
     renames: Mapping[str, str] | None = None,
+    label: str | None = None,
 ) -> LoadReport:
     """Load `source` into `model` (see the module docstring for `strict` and `allow_left_out`).
-    `renames` maps file names (after the format's key map) to the model's. Raises `WeightsError`
-    when the source cannot be read or does not fit; then the model is left as it was."""
-    name = "(a state dict)" if isinstance(source, Mapping) else str(source)
-    tensors, container = read_state_dict(source, prefer_ema=prefer_ema)
+    `renames` maps file names (after the format's key map) to the model's; `label` names the source
+    in messages (default: its path). Raises `WeightsError` when the source cannot be read or does
+    not fit; then the model is left as it was."""
+    name = label or ("(a state dict)" if isinstance(source, Mapping) else str(source))
+    tensors, container = read_state_dict(source, prefer_ema=prefer_ema, label=name)
     own = model.state_dict()
     key_map, names = _choose_map(tensors, own, renames or {})
     loaded = [k for k in own if k in names and _fits(tensors[names[k]].shape, own[k].shape) == "same"]
@@ -174,9 +178,9 @@ def load_weights(
         unexpected = _unexpected(left_out, key_map, allow_left_out)
         if missing or first or other or unexpected:
             problems = [f"weights {name} do not fit {type(model).__name__}"]
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)):
+            for kind, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)):
                 if keys:
-                    problems.append(f"{len(keys)} tensors {label}{_examples(keys, 3)}")
+                    problems.append(f"{len(keys)} tensors {kind}{_examples(keys, 3)}")
             raise WeightsError("; ".join(problems))
     elif other:
         raise WeightsError(
@@ -185,7 +189,8 @@ def load_weights(
         )
     model.load_state_dict({k: key_map.adapt(names[k], tensors[names[k]]) for k in loaded}, strict=False)
     loaded = [k for k in loaded if not _is_counter(k)]
-    label = key_map.name if key_map.name != "state dict" else container
+    format_name = key_map.name if key_map.name != "state dict" else container
     return LoadReport(
-        source=name, format=label, loaded=tuple(loaded), reinitialised=tuple(first + missing), left_out=tuple(left_out)
+        source=name, format=format_name, loaded=tuple(loaded), reinitialised=tuple(first + missing),
+        left_out=tuple(left_out),
     )

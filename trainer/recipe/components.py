@@ -3,18 +3,13 @@ signature (types and `Annotated` constraints)."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from typing import Any
 
 from trainer.recipe.errors import KeyPath
 from trainer.recipe.typecheck import Report, check_value
-from trainer.registry import (  # noqa: F401  (constructor_*: the old import path of commands/docs.py, new.py)
-    Registry,
-    UnknownNameError,
-    closest_name,
-    constructor_hints,
-    constructor_parameters,
-)
+from trainer.registry import Registry, UnknownNameError, closest_name
 
 
 def check_options(
@@ -63,6 +58,11 @@ def check_named_component(
         return None
     component = lookup(registry, entry[name_key], path + (name_key,), report)
     if component is None:
+        return None
+    requires = registry.meta(entry[name_key]).get("requires")  # an optional extra, e.g. the timm backbone
+    if requires and importlib.util.find_spec(requires) is None:
+        install = registry.meta(entry[name_key]).get("install", f"pip install {requires}")
+        report(path + (name_key,), f"{registry.kind} '{entry[name_key]}' needs the {requires} package: {install}")
         return None
     options = {key: value for key, value in entry.items() if key != name_key and key not in reserved}
     check_options(registry=registry, name=entry[name_key], options=options, path=path, report=report)

@@ -63,7 +63,8 @@ FIELD_HELP: dict[str, str] = {
     # training
     "training.epochs": "Passes over the training data.",
     "training.batch_size": "Images per batch per process (under DDP the global batch is this x processes).",
-    "training.optimizer": "`{name: <optimizer>, <options>}`, e.g. `{name: sgd, lr: 0.01, momentum: 0.9}`.",
+    "training.optimizer": "`{name: <optimizer>, <options>}`, e.g. `{name: sgd, lr: 0.01, momentum: 0.9}`; "
+    "`auto` picks AdamW or SGD and the lr from the task, model, batch size and steps, and prints it.",
     "training.scheduler": "`{name: <scheduler>, <options>}`; stepped every optimizer step, warmup included.",
     "training.no_decay_norm_bias": "No weight decay on normalisation weights and biases.",
     "training.amp": "Mixed precision: `none`, `auto` (bf16 on CUDA where supported, else fp16; off on the CPU), "
@@ -114,8 +115,12 @@ FIELD_HELP: dict[str, str] = {
 
 # keys a recipe may hold that are not fields of the dataclasses (handled by the loader)
 EXTRA_KEYS_HELP: dict[str, str] = {
-    "base": "A recipe (or list of recipes) merged first, paths relative to this file; mappings merge key by "
-            "key, lists are replaced whole; chains are allowed, cycles are an error.",
+    "base": "A recipe (or list of recipes) merged first, paths relative to this file; chains are allowed, "
+            "cycles are an error. Mappings merge key by key, lists are replaced whole; a component given "
+            "another name (`data.format`, a `name`, a loss `criterion`) drops the options inherited for the "
+            "old one; `key: ~` removes an inherited value (the default applies again). Later files and "
+            "command-line overrides follow the same rules; `trainer show --sources` tells where each value "
+            "came from.",
 }
 
 # descriptions of built-in components whose code carries no docstring, keyed "<registry kind>/<name>"

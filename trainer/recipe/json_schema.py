@@ -11,17 +11,13 @@ the full check.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import json
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
-from trainer.components import load_builtin_components
 from trainer.constraints import constraints_of
-from trainer.recipe.errors import RecipeError, RecipeIssue
 from trainer.recipe.field_docs import EXTRA_KEYS_HELP, FIELD_HELP
 from trainer.recipe.loss_entries import ENTRY_TYPES
 from trainer.recipe.schema import Recipe
@@ -246,17 +242,3 @@ def recipe_json_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(recipe_json_schema(), indent=2) + "\n"
-
-
-def schema_command(*, out: str | None = None, imports: list[str] = ()) -> str:
-    """Load the registries (and the given plugin modules), then print or write the schema."""
-    load_builtin_components()
-    for module in imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise RecipeError([RecipeIssue((), f"cannot import '{module}': {error}", where="--import")]) from None
-    text = schema_text()
-    if out is not None:
-        Path(out).write_text(text, encoding="utf-8")
-    return text

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Dict, List, Optional
 
 from trainer.constraints import AtLeastOne, Choice, NonNegative, Pattern, Positive, Probability, Range, Seed
+from trainer.specs import ComponentSpec, LossSpec
 
 TASKS = ("classification", "detection", "segmentation")
 AMP_MODES = ("none", "auto", "bf16", "fp16")
@@ -84,6 +85,16 @@ class ModelConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     checkpoint: Optional[str] = None
 
+    def loss_specs(self) -> list[LossSpec]:
+        """The validated `losses` entries as typed specs (what the loss builder takes)."""
+        return [LossSpec.from_entry(entry) for entry in self.losses]
+
+    def part_specs(self) -> dict[str, ComponentSpec]:
+        """The architecture parts that are set (`backbone`, `neck`, `head`, `full`) as typed specs."""
+        parts = {"backbone": self.architecture.backbone, "neck": self.architecture.neck,
+                 "head": self.architecture.head, "full": self.architecture.full}
+        return {part: ComponentSpec.from_entry(entry) for part, entry in parts.items() if entry is not None}
+
 
 @dataclass
 class EmaConfig:
@@ -116,6 +127,12 @@ class TrainingConfig:
     channels_last: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
+
+    def optimizer_spec(self) -> ComponentSpec:
+        return ComponentSpec.from_entry(self.optimizer)
+
+    def scheduler_spec(self) -> ComponentSpec:
+        return ComponentSpec.from_entry(self.scheduler)
 
 
 @dataclass

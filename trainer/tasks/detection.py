@@ -4,8 +4,7 @@ Batch (from `collate`): `images` (B, 3, H, W) uint8, `gt_boxes` (B, M, 4) float3
 pixels, `gt_labels` (B, M) int64 with -1 on padding rows *and on crowd boxes* (the copy the
 losses read, so they never learn from crowd regions), `gt_iscrowd` (B, M) bool, `gt_eval_labels`
 (B, M) int64 (-1 on padding only: the class of every real box, crowd included, for COCO
-evaluation), `image_ids` (B,) int64; `orig_sizes` (B, 2) int64 (H, W) when every sample carries
-an `orig_size`.
+evaluation), `image_ids` (B,) int64.
 
 Evaluation runs on the batch's own ground truth, in input pixels (after the val transforms), with
 crowd flags kept, so any data format works. For letterbox/resize transforms this gives the same
@@ -105,7 +104,7 @@ class DetectionTask(Task):
             labels[b, :n] = torch.as_tensor(sample["labels"]).to(torch.int64)
             if sample.get("iscrowd") is not None:
                 crowd[b, :n] = torch.as_tensor(sample["iscrowd"]).to(torch.bool)
-        batch = {
+        return {
             "images": _stack_images(samples),
             "gt_boxes": boxes,
             "gt_labels": labels.masked_fill(crowd, -1),
@@ -113,9 +112,6 @@ class DetectionTask(Task):
             "gt_eval_labels": labels,
             "image_ids": torch.tensor([int(sample["image_id"]) for sample in samples], dtype=torch.int64),
         }
-        if all("orig_size" in sample for sample in samples):
-            batch["orig_sizes"] = torch.tensor([list(sample["orig_size"]) for sample in samples], dtype=torch.int64)
-        return batch
 
     def build_evaluator(self, *, class_names: list[str], device: torch.device, postprocess: Any) -> DetectionEvaluator:
         return DetectionEvaluator(class_names=class_names, device=device, postprocess=postprocess)

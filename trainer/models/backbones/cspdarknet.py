@@ -15,10 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.models.pretrained import IMAGENET, no_published_weights
 from trainer.models.weights import load_weights
 from trainer.registry import BACKBONES
 
 log = logging.getLogger(__name__)
+_OFFICIAL_HINT = (
+    "give the path of an official YOLOX checkpoint (yolox_s.pth ..., Megvii-BaseDetection/YOLOX releases) as "
+    "`pretrained` for its backbone, or as model.checkpoint for the whole detector"
+)
 
 
 class BaseConv(nn.Module):
@@ -166,6 +171,8 @@ class CSPDarknet(nn.Module):
         )
         self.out_channels = [base * 4, base * 8, base * 16]
         self.out_strides = [8, 16, 32]
+        if pretrained == IMAGENET:
+            raise no_published_weights("cspdarknet", instead=_OFFICIAL_HINT)
         if pretrained:
             log.info(load_weights(self, pretrained, allow_left_out=()).summary())
 

@@ -5,7 +5,8 @@ lists them (``timm.list_models(pretrained=True)`` those with published weights).
 picks the feature maps of strides ``2**level`` (default 3, 4, 5: strides 8, 16, 32), as the
 torchvision backbones do. ``pretrained``: false; true (or ``imagenet``) for timm's default pretrained
 weights (timm downloads them into the Hugging Face cache); or the path of a state dict file of the
-timm model (its classifier is left out), loaded with `trainer.models.weights.load_weights`.
+timm model (its classifier is left out) or of this backbone, loaded with
+`trainer.models.weights.load_weights`.
 timm is imported only when the backbone is built; without it the error says how to install it.
 """
 
@@ -68,7 +69,8 @@ def _levels_to_indices(model_name: str, reductions: list[int], out_levels: tuple
 
 @BACKBONES.register("timm", family="timm", note=LIST_HINT, requires="timm", install=INSTALL)
 class TimmBackbone(nn.Module):
-    """A timm model built with ``features_only=True``; ``forward`` returns the ``out_levels`` maps."""
+    """Any timm model as a backbone (``features_only``; `pip install 'trainer[timm]'`); list the names with
+    `python -c "import timm; print(timm.list_models('*'))"`. ``pretrained``: false, true (timm's weights) or a file."""
 
     def __init__(
         self,
@@ -101,8 +103,8 @@ class TimmBackbone(nn.Module):
         self.out_channels = [int(channels[i]) for i in self.indices]
         self.out_strides = [2**level for level in out_levels]
         if isinstance(pretrained, str) and not download:
-            renames = {name: key for key in self.body.state_dict() for name in original_names(key)}
-            report = load_weights(self.body, pretrained, allow_left_out=True, renames=renames)
+            renames = {name: f"body.{key}" for key in self.body.state_dict() for name in original_names(key)}
+            report = load_weights(self, pretrained, allow_left_out=True, renames=renames)
             log.info(report.summary())
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.models.pretrained import IMAGENET, no_published_weights
 from trainer.models.weights import load_weights
 from trainer.registry import FULL_MODELS
 
@@ -234,6 +235,10 @@ class PIDNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if pretrained == IMAGENET:
+            raise no_published_weights("pidnet", instead=(
+                "download the official ImageNet file (PIDNet_S_ImageNet.pth.tar ..., linked from XuJiacong/PIDNet) "
+                "and give its path"))
         if pretrained is not None:
             log.info(load_weights(self, pretrained, strict=False).summary())
 

@@ -8,12 +8,14 @@ P5, the last FPN output, as ``retinanet_resnet50_fpn`` does (``LastLevelP6P7(256
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Annotated
 
 import torch
 from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from trainer.constraints import AtLeastOne
 from trainer.registry import NECKS
 
 
@@ -24,7 +26,7 @@ class FPN(nn.Module):
         *,
         in_channels: list[int],
         in_strides: list[int],
-        out_channels: int = 256,
+        out_channels: Annotated[int, AtLeastOne] = 256,
         extra_levels: str = "none",
     ) -> None:
         super().__init__()

@@ -8,10 +8,13 @@ are multiples of 32; also right for other sizes).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.constraints import Positive
 from trainer.models.backbones.cspdarknet import BaseConv, CSPLayer, conv_block
 from trainer.registry import NECKS
 
@@ -23,7 +26,7 @@ class PAFPN(nn.Module):
         *,
         in_channels: list[int],
         in_strides: list[int],
-        depth: float = 0.33,
+        depth: Annotated[float, Positive] = 0.33,
         depthwise: bool = False,
     ) -> None:
         super().__init__()

@@ -40,12 +40,12 @@ def _same(key: str) -> str | None:
 
 KEY_MAPS: tuple[KeyMap, ...] = (
     KeyMap("state dict", _same),
-    KeyMap("DDP state dict ('module.' keys)", _strip("module.")),
-    KeyMap("official YOLOX checkpoint (Megvii-BaseDetection/YOLOX)", yolox_key, yolox_tensor),
-    KeyMap("official PIDNet checkpoint (XuJiacong/PIDNet)", pidnet_key),
+    KeyMap("DDP state dict, 'module.' keys", _strip("module.")),
+    KeyMap("official YOLOX checkpoint, Megvii-BaseDetection/YOLOX", yolox_key, yolox_tensor),
+    KeyMap("official PIDNet checkpoint, XuJiacong/PIDNet", pidnet_key),
     # a whole detector's file loaded into one backbone
-    KeyMap("backbone part ('backbone.' keys)", _strip("backbone.")),
+    KeyMap("backbone part, 'backbone.' keys", _strip("backbone.")),
     KeyMap("backbone of an official YOLOX checkpoint", _strip("backbone.backbone."), yolox_tensor),
-    KeyMap("backbone part ('model.backbone.' keys)", _strip("model.backbone.")),
-    KeyMap("torchvision detector backbone ('backbone.body.' keys)", _strip("backbone.body.")),
+    KeyMap("backbone part, 'model.backbone.' keys", _strip("model.backbone.")),
+    KeyMap("torchvision detector backbone, 'backbone.body.' keys", _strip("backbone.body.")),
 )

@@ -393,14 +393,17 @@ CASES = [
          ("imports[0]", "{tmp}/recipes/duplicate_plugin.py:4", "'cross_entropy' is already registered by "
           "trainer.losses.cross_entropy", "duplicate_plugin.Mine")),
     # command-line options are checked like recipe values, before anything is written
-    Case("device-that-does-not-exist", train_with_options("--device", "tpu"), ("--device", "unknown device 'tpu'")),
+    Case("device-that-does-not-exist", train_with_options("--device", "tpu"),
+         ("--device", "must be auto, cpu, cuda, cuda:N or mps, got 'tpu'")),
     Case("mps-device-without-mps", train_with_options("--device", "mps"), ("--device", "MPS", "not available"),
          marks=[pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")]),
     Case("cuda-device-beyond-the-count", train_with_options("--device", f"cuda:{torch.cuda.device_count()}"),
          ("--device", f"cuda:{torch.cuda.device_count()}")),
-    Case("empty-run-name", train_with_options("--name", ""), ("--name", "must not be empty")),
+    Case("empty-run-name", train_with_options("--name", ""), ("--name", "must be a folder name", "not empty")),
     Case("run-name-that-is-a-path", train_with_options("--name", "../elsewhere"),
-         ("--name", "'../elsewhere' is a path")),
+         ("--name", "must be a folder name", "'../elsewhere'")),
+    Case("run-name-in-the-recipe-that-is-a-path", check_recipe(recipe(**{"logging.name": "a/b"})),
+         ("recipe.yaml:", "logging.name", "must be a folder name")),
     Case("output-dir-that-is-a-file", output_dir_is_a_file, ("--output-dir", "{tmp}/runs is a file")),
 ]
 

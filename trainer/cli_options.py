@@ -7,15 +7,6 @@ import os
 from pathlib import Path
 
 
-def run_name_problem(name: str) -> str | None:
-    """Why `name` cannot name a run directory (it must be one folder name, not a path), or None."""
-    if not name.strip():
-        return "must not be empty"
-    if any(separator in name for separator in ("/", "\\", os.sep)) or name in (".", ".."):
-        return f"'{name}' is a path; give a folder name (the parent folder is --output-dir)"
-    return None
-
-
 def output_folder_problem(folder: str) -> str | None:
     """Why runs cannot be written under `folder` (a file, or under one; not writable), or None."""
     path = Path(folder).expanduser()
@@ -37,7 +28,9 @@ def check_options(*, device: str | None = None, name: str | None = None, output_
 
         problems.append(("--device", device_problem(device)))
     if name is not None:
-        problems.append(("--name", run_name_problem(name)))
+        from trainer.recipe.schema import RUN_NAME  # the rule of logging.name
+
+        problems.append(("--name", RUN_NAME.problem(name)))
     if output_dir is not None:
         problems.append(("--output-dir", output_folder_problem(output_dir)))
     issues = [RecipeIssue((), problem, where=option) for option, problem in problems if problem is not None]

@@ -168,7 +168,14 @@ def load_yaml(path: str | Path, *, max_bytes: int = TEXT_LIMIT) -> Any:
     text = read_text(path, max_bytes=max_bytes)
     if compose_yaml(text, path=path) is None:
         return None
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:  # e.g. an unknown tag, a list as a mapping key
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise FileReadError(path, f"invalid YAML: {error.problem or error.context}", line=line) from None
+    except (yaml.YAMLError, ValueError, TypeError) as error:  # e.g. `!!int zz`, a date 2001-13-45
+        raise FileReadError(path, f"invalid YAML value: {error}") from None
 
 
 def load_torch(path: str | Path, *, map_location: Any = "cpu", mmap: bool = False) -> Any:

@@ -110,6 +110,8 @@ def yolo_root(tmp_path):
         ("data.yaml", b"names: {0: a, 2: b}\n", r"data\.yaml: names: expected a list or a mapping 0\.\.K-1"),
         ("data.yaml", b"train: 5\nnames: [a]\n", r"data\.yaml: train: expected a folder"),
         ("data.yaml", b"- a\n- b\n", r"data\.yaml: the file: expected a mapping"),
+        ("data.yaml", b"=\n", r"data\.yaml:1: invalid YAML: could not determine a constructor"),  # found by fuzzing
+        ("data.yaml", b"names: [a]\nval: 2001-13-45\n", r"data\.yaml: invalid YAML value: month must be"),
     ],
 )
 def test_yolo_files_that_cannot_be_read(tmp_path, file, content, message):

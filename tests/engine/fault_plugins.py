@@ -1,10 +1,12 @@
 """Test faults as real plugin components (`imports: [tests.engine.fault_plugins]`): a loss that
-raises or sends signals at its N-th call, a data set that sends signals at its N-th read."""
+raises, sends signals or fills the disk at its N-th call, a data set that sends signals at its
+N-th read."""
 
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from torch import nn
 
@@ -19,11 +21,16 @@ def send_signals(count: int) -> None:
 
 @LOSSES.register("fault_loss", heads={"classification": ("fc",)})
 class FaultLoss(nn.Module):
-    """Cross entropy that raises at call `fail_at` or sends `signals` SIGTERMs at call `signal_at` (0: never)."""
+    """Cross entropy that raises at call `fail_at`, sends `signals` SIGTERMs at call `signal_at`, or
+    from call `disk_full_at` on points the next checkpoint write of this process in `checkpoints`
+    at /dev/full, where every write fails with ENOSPC as on a full disk (0: never)."""
 
-    def __init__(self, *, fail_at: int = 0, signal_at: int = 0, signals: int = 2) -> None:
+    def __init__(
+        self, *, fail_at: int = 0, signal_at: int = 0, signals: int = 2, disk_full_at: int = 0, checkpoints: str = ""
+    ) -> None:
         super().__init__()
         self.fail_at, self.signal_at, self.signals = fail_at, signal_at, signals
+        self.disk_full_at, self.checkpoints = disk_full_at, Path(checkpoints)
         self.calls = 0
 
     def forward(self, *, logits, labels):
@@ -32,6 +39,8 @@ class FaultLoss(nn.Module):
             raise ValueError(f"the loss failed on purpose at call {self.calls}")
         if self.calls == self.signal_at:
             send_signals(self.signals)
+        if self.calls == self.disk_full_at:
+            (self.checkpoints / f".last.pt.tmp-{os.getpid()}").symlink_to("/dev/full")
         return {"ce": nn.functional.cross_entropy(logits, labels)}
 
 

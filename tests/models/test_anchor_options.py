@@ -24,8 +24,8 @@ def _square_widths(anchors: torch.Tensor) -> set[float]:
     return {float(w) for w, h in zip(widths, heights) if w == h}
 
 
-@pytest.mark.parametrize(("size", "scale"), [((48, 48), 1.0), ((128, 128), 1.0), ((256, 320), 2.0),
-                                             ((512, 512), 4.0), ((1333, 800), 4.0)])
+@pytest.mark.parametrize(("size", "scale"), [((48, 48), 2.0), ((128, 128), 2.0), ((256, 320), 2.0),
+                                             ((384, 640), 3.0), ((512, 512), 4.0), ((1333, 800), 4.0)])
 def test_the_auto_scale_follows_the_shorter_side(size, scale) -> None:
     assert auto_anchor_scale(size) == scale
 
@@ -33,16 +33,16 @@ def test_the_auto_scale_follows_the_shorter_side(size, scale) -> None:
 def test_default_anchors_fit_small_objects_of_small_inputs() -> None:
     head = _head()
     small = head(_features(128), image_size=(128, 128))["anchors"]
-    assert min(_square_widths(small)) == 8.0  # 8, 10, 12 px on stride 8: a 16 px digit gets IoU >= 0.5 matches
+    assert min(_square_widths(small)) == 16.0  # 16, 20, 25 px on stride 8: a 16-20 px digit gets IoU >= 0.5 matches
     large = head(_features(512), image_size=(512, 512))["anchors"]
     assert min(_square_widths(large)) == 32.0  # torchvision's sizes from 512 px up
-    assert head.sizes_for((128, 128))[0] == (8.0, 10.0, 12.0)
+    assert head.sizes_for((128, 128))[0] == (16.0, 20.0, 25.0)
 
 
 def test_a_fixed_scale_keeps_its_sizes_at_every_input_size() -> None:
-    head = _head(anchor_scale=2.0)
+    head = _head(anchor_scale=1.0)
     assert head.sizes_for((128, 128)) == head.sizes_for((1024, 1024))
-    assert head.sizes_for((128, 128))[0] == (16.0, 20.0, 25.0)
+    assert head.sizes_for((128, 128))[0] == (8.0, 10.0, 12.0)
 
 
 def test_explicit_anchor_sizes_set_the_anchors_and_their_count() -> None:

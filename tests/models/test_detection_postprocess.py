@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
-
 from torchvision.ops import box_convert
 
 from trainer.models.heads import anchor_decoupled, anchor_free_decoupled

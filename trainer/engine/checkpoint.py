@@ -43,14 +43,40 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+class _RecordingWriter:
+    """A file handle that keeps the OSError of a failed write: torch's writer reports it only as a
+    RuntimeError ("unexpected pos 704 vs 598"), which says nothing about a full disk."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write to `.NAME.tmp-PID` in the same directory, fsync, then rename over `path`: a failed or
-    killed write leaves the previous file as it was. OSError (e.g. disk full) carries `path`."""
+    killed write leaves the previous file as it was. A failed write (e.g. disk full) is the OSError
+    the system gave, carrying `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
-            torch.save(state, handle)
+            writer = _RecordingWriter(handle)
+            try:
+                torch.save(state, writer)
+            except RuntimeError as error:
+                if writer.error is None:
+                    raise
+                raise writer.error from error
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

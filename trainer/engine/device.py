@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 from contextlib import nullcontext
 from typing import Any
 
@@ -16,13 +15,12 @@ class DeviceError(RuntimeError):
     """A device that this machine does not have (a usage error: exit code 2)."""
 
 
-DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
-
-
 def device_problem(name: str) -> str | None:
     """Why this machine cannot run on device `name` (auto, cpu, cuda, cuda:N, mps), or None."""
-    if not DEVICE_NAMES.fullmatch(name):
-        return f"unknown device '{name}' (choices: auto, cpu, cuda, cuda:N, mps)"
+    from trainer.recipe.schema import DEVICE  # the names environment.device accepts
+
+    if (unknown := DEVICE.problem(name)) is not None:
+        return unknown
     if name.startswith("cuda") and not torch.cuda.is_available():
         return f"device '{name}' was asked for, but CUDA is not available on this machine"
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():

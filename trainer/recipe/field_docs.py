@@ -9,7 +9,8 @@ FIELD_HELP: dict[str, str] = {
     "task": "What the model learns: `classification` (one class per image), `detection` (boxes) or "
             "`segmentation` (a class per pixel).",
     "imports": "Python modules imported before the recipe is checked; they register custom components "
-               "(losses, backbones, datasets, ...) with the registries' decorators.",
+               "(losses, backbones, datasets, ...) with the registries' decorators. Searched in the installed "
+               "packages, then the folder of the recipe file that names them, then the working folder.",
     "data": "Where the images and labels come from.",
     "augmentation": "The transforms applied to training and validation samples.",
     "model": "The network, the losses that train it, and how its outputs become predictions.",

@@ -45,8 +45,9 @@ def _container_at(data: dict[str, Any], path: KeyPath, where: str) -> Any:
         elif isinstance(node[part], (dict, list)):
             node = node[part]
         else:
-            raise RecipeError([RecipeIssue(here, f"is {node[part]!r}, a value with no keys inside; "
-                                                 f"set '{'.'.join(map(str, here))}' itself", where)])
+            inner = path[depth + 1]
+            raise RecipeError([RecipeIssue(here, f"is {node[part]!r}, not a mapping: it has no key '{inner}' to set",
+                                           where)])
     return node
 
 

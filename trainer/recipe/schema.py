@@ -19,6 +19,7 @@ TASKS = ("classification", "detection", "segmentation")
 AMP_MODES = ("none", "auto", "bf16", "fp16")
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
 DEVICE = Pattern(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda, cuda:N or mps")
+RUN_NAME = Pattern(r"(?!\.\.?$)(?=.*\S)[^/\\]+", "a folder name (not empty, no / or \\, not . or ..)")
 MAX_BATCH_SIZE = 65536
 
 Count = Annotated[int, AtLeastOne]
@@ -145,7 +146,7 @@ class MlflowConfig:
 @dataclass
 class LoggingConfig:
     output_dir: str = "runs"
-    name: Optional[str] = None
+    name: Optional[Annotated[str, RUN_NAME]] = None
     log_every: Count = 20
     progress: Annotated[str, Choice(PROGRESS_MODES)] = "auto"
     tensorboard: bool = False

@@ -27,6 +27,7 @@ from trainer.tasks.base import Task
 from trainer.tasks.detection_mosaic import wrap_mosaic
 from trainer.tasks.detection_outputs import DetectionWriter, detection_panels
 from trainer.tasks.detection_postprocess import detections_from_outputs, postprocess_options
+from trainer.tasks.drawing import Panels
 
 if TYPE_CHECKING:
     from trainer.recipe.schema import Recipe
@@ -136,7 +137,7 @@ class DetectionTask(Task):
 
     def draw_panels(
         self, *, batch: dict[str, Any], outputs: dict[str, torch.Tensor], class_names: list[str], postprocess: Any
-    ):
+    ) -> Panels:
         return detection_panels(batch=batch, outputs=outputs, class_names=class_names, postprocess=postprocess)
 
     def prediction_writer(

@@ -54,6 +54,13 @@ def _another_model(last: Path) -> None:
     torch.save(checkpoint, last)
 
 
+def _another_optimizer(last: Path) -> None:
+    checkpoint = load_checkpoint(last)
+    group = checkpoint["optimizer"]["param_groups"][0]
+    group["params"] = group["params"][:-1]  # one parameter fewer: another model's optimizer
+    torch.save(checkpoint, last)
+
+
 def _foreign_file(last: Path) -> None:
     last.write_bytes(b"these are not the weights you are looking for\n")
 
@@ -62,8 +69,9 @@ def _foreign_file(last: Path) -> None:
     (_bare_state_dict, ("is not a training checkpoint written by trainer", "backbone.")),
     (_another_model, ("does not fit the recipe: model: missing", "unexpected extra.weight",
                       "head.linear.weight (10, 512) in the checkpoint, (4, 512) in the recipe's model")),
+    (_another_optimizer, ("does not fit the recipe: the optimizer's parameter groups hold",)),
     (_foreign_file, ("cannot read checkpoint",)),
-], ids=["bare-state-dict", "another-model", "foreign-file"])
+], ids=["bare-state-dict", "another-model", "another-optimizer", "foreign-file"])
 def test_a_checkpoint_that_does_not_fit_changes_nothing(run, cli, spoil, expected):
     last = run / "checkpoints" / "last.pt"
     spoil(last)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from trainer.components import load_builtin_components
-from trainer.models.backbones.timm_backbone import TimmNotInstalledError
+from trainer.models.backbones.timm_backbone import TimmNotInstalledError, UnknownTimmModelError
 from trainer.models.build import build_model
 from trainer.models.weights import WeightsError
 from trainer.registry import BACKBONES, LOSSES
@@ -80,7 +80,7 @@ def test_out_levels_pick_strides_and_errors():
     assert backbone.out_strides == [4, 32] and backbone.out_channels == [64, 512]
     with pytest.raises(ValueError, match=r"no feature map of stride 2 \(level 1\).*among \[2, 3, 4, 5\]"):
         BACKBONES.get("timm")(model_name="convnext_atto", out_levels=(1, 3))
-    with pytest.raises(ValueError, match="did you mean 'convnext_atto'"):
+    with pytest.raises(UnknownTimmModelError, match="unknown timm model 'convnext_atom'; did you mean 'convnext_atto'"):
         BACKBONES.get("timm")(model_name="convnext_atom")
 
 
@@ -138,3 +138,9 @@ def test_trainer_check_runs_a_timm_recipe(cli):
                  "data.val.num_images=8")
     assert result.exit_code == 0, result.output
     assert "recipe OK" in result.output
+
+
+def test_trainer_list_backbones_says_how_to_list_timm_models(cli):
+    result = cli("list", "backbones")
+    assert result.exit_code == 0, result.output
+    assert "timm.list_models" in result.output.replace("\n", "") and "trainer[timm]" in result.output

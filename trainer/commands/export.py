@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torchvision import tv_tensors
 
-from trainer.engine.inference import TrainedModel, load_trained, usage_error
+from trainer.engine.inference import TrainedModel, load_trained, locate, usage_error
 from trainer.engine.output_paths import output_file
 from trainer.engine.reporting import console
 from trainer.ops import normalize_images
@@ -160,16 +160,11 @@ def run_torchscript(path: Path, images: torch.Tensor) -> list[np.ndarray]:
 def _checked_out(*, target: str, checkpoint: str | None, fmt: str, out: str | None, force: bool) -> Path:
     """--out, else `<run>/export/<checkpoint stem><suffix>` (or in the working folder), with its sidecar
     checked: writable, and not overwritten without --force."""
-    path = Path(out) if out is not None else None
-    if path is None:
-        source = Path(target)
-        run_dir = source if source.is_dir() else (source.parent.parent if source.parent.name == "checkpoints" else None)
-        if checkpoint is not None or not source.is_dir():
-            stem = Path(checkpoint or target).stem
-        else:
-            stem = "best" if (source / "checkpoints" / "best.pt").is_file() else "last"
-        folder = run_dir / "export" if run_dir is not None and (run_dir / "recipe.yaml").is_file() else Path(".")
-        path = folder / f"{stem}{SUFFIX[fmt]}"
+    if out is not None:
+        path = Path(out)
+    else:
+        checkpoint_path, run_dir = locate(target, checkpoint)
+        path = (run_dir / "export" if run_dir is not None else Path(".")) / f"{checkpoint_path.stem}{SUFFIX[fmt]}"
     output_file(path, option="--out", force=force)
     output_file(path.with_name(path.name + ".json"), option="--out", force=force)
     return path

@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 from trainer.data.errors import DataError
 from trainer.data.image_folder import IMAGE_EXTENSIONS, list_images, read_rgb_image
 from trainer.engine.device import autocast_context, autocast_dtype
-from trainer.engine.inference import TrainedModel, load_trained, usage_error
+from trainer.engine.inference import TrainedModel, load_trained, run_dir_of, usage_error
 from trainer.engine.output_paths import output_folder
 from trainer.engine.reporting import console
 from trainer.tasks.drawing import DRAW_SCORE_THRESHOLD
@@ -120,11 +120,8 @@ def _out_dir(out: str | None, target: str) -> Path:
     """--out, else the run directory's `predictions/` (for a run directory or a checkpoint inside one)."""
     if out is not None:
         return Path(out)
-    path = Path(target)
-    run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else None)
-    if run_dir is not None and (run_dir / "recipe.yaml").is_file():
-        return run_dir / "predictions"
-    return Path("predictions")
+    run_dir = run_dir_of(target)
+    return run_dir / "predictions" if run_dir is not None else Path("predictions")
 
 
 def predict_command(

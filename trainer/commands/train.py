@@ -19,7 +19,7 @@ from trainer.engine.run_dir import create_run_dir
 from trainer.engine.run_outputs import RunOutputs
 from trainer.engine.session import Session, build_session
 from trainer.engine.train_state import TrainState, build_train_state
-from trainer.recipe import LoadedRecipe, RecipeError, RecipeIssue, load_recipe, recipe_to_dict, recipe_to_yaml
+from trainer.recipe import LoadedRecipe, Recipe, RecipeError, RecipeIssue, load_recipe, recipe_to_dict, recipe_to_yaml
 from trainer.recipe.diff import changed_paths
 
 # what may differ between a resumed run and the recipe it was started with
@@ -123,7 +123,7 @@ def _prepared_state(session: Session, checkpoint: dict | None, *, resume: str | 
     return state, restore(state, checkpoint, session=session, path=Path(resume) / "checkpoints" / "last.pt")
 
 
-def _open_run_dir(recipe, *, resume: str | None) -> Path:
+def _open_run_dir(recipe: Recipe, *, resume: str | None) -> Path:
     """The run directory: the resumed one (its stale temp files removed) or a new one (rank 0 makes it)."""
     if resume is not None:
         run_dir = Path(resume)
@@ -138,7 +138,7 @@ def _open_run_dir(recipe, *, resume: str | None) -> Path:
     return Path(distributed.broadcast_object(str(run_dir)))
 
 
-def _open_mlflow(recipe) -> MlflowExperiment | None:
+def _open_mlflow(recipe: Recipe) -> MlflowExperiment | None:
     """The MLflow store of logging.mlflow (rank 0), opened before anything is written."""
     options = recipe.logging.mlflow
     if options.tracking_uri is None or not distributed.is_main_process():

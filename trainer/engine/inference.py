@@ -144,8 +144,16 @@ def run_checkpoint(run_dir: Path) -> Path:
     raise CheckpointError(f"{run_dir} has no checkpoints/best.pt or checkpoints/last.pt")
 
 
-def _locate(target: str, checkpoint: str | None) -> tuple[Path, Path | None]:
-    """(checkpoint file, run directory or None) for a run directory or a checkpoint file."""
+def run_dir_of(target: str) -> Path | None:
+    """The run directory `target` is (a folder with recipe.yaml) or holds (a file in its checkpoints/)."""
+    path = Path(target)
+    run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else None)
+    return run_dir if run_dir is not None and (run_dir / "recipe.yaml").is_file() else None
+
+
+def locate(target: str, checkpoint: str | None) -> tuple[Path, Path | None]:
+    """(checkpoint file, run directory or None) for a run directory (its best.pt, else last.pt, or
+    `checkpoint`) or a checkpoint file."""
     path = Path(target)
     if not path.exists():
         raise FileNotFoundError(f"no such run directory or checkpoint: {path}")
@@ -153,13 +161,12 @@ def _locate(target: str, checkpoint: str | None) -> tuple[Path, Path | None]:
         if not (path / "recipe.yaml").is_file():
             raise usage_error(f"{path} is not a run directory (no recipe.yaml)", where=target)
         return (Path(checkpoint) if checkpoint else run_checkpoint(path)), path
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return path, run_dir if run_dir is not None and (run_dir / "recipe.yaml").is_file() else None
+    return path, run_dir_of(target)
 
 
 def load_trained(target: str, *, device: str | None = None, checkpoint: str | None = None) -> TrainedModel:
     """A run directory or a checkpoint file -> the model with its EMA (else plain) weights, in eval mode."""
-    checkpoint_path, run_dir = _locate(target, checkpoint)
+    checkpoint_path, run_dir = locate(target, checkpoint)
     state = load_checkpoint(checkpoint_path, mmap=True)
     if Path(target).is_dir():
         recipe = load_recipe([Path(target) / "recipe.yaml"]).recipe

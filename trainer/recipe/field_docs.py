@@ -42,7 +42,8 @@ FIELD_HELP: dict[str, str] = {
     # model
     "model.architecture": "The network: `backbone` (+ optional `neck`) + `head`, or one `full` model.",
     "model.architecture.backbone": "`{name: <backbone>, <options>}`; its feature maps feed the neck or head. "
-                                   "`pretrained` is a local weights file.",
+                                   "`pretrained`: `imagenet` (torchvision backbones: torchvision's DEFAULT "
+                                   "weights; timm: `true`) or a weights file.",
     "model.architecture.neck": "`{name: <neck>, <options>}` between backbone and head (e.g. `fpn`, `pafpn`); "
                                "`~` = none.",
     "model.architecture.head": "`{name: <head>, <options>}`; by default the head the losses need (e.g. "
@@ -57,10 +58,11 @@ FIELD_HELP: dict[str, str] = {
     "model.postprocess.nms_iou": "IoU above which class-aware NMS drops the lower-scoring box.",
     "model.postprocess.max_detections": "Detections kept per image after NMS (COCO uses 100).",
     "model.postprocess.pre_nms_top_k": "Candidates (anchor x class pairs) kept per image before NMS.",
-    "model.checkpoint": "Whole-model weights: a trainer checkpoint (its EMA weights when it has them) or a state "
-                        "dict file; `trainer train` starts from them (fine-tuning; the model must match) and "
-                        "`trainer eval RECIPE` "
-                        "evaluates them when no `--checkpoint` is given.",
+    "model.checkpoint": "Whole-model weights: a trainer checkpoint (its EMA weights when it has them), a state "
+                        "dict file, or an official YOLOX / PIDNet checkpoint; `trainer train` starts from them "
+                        "(fine-tuning: what fits loads, class predictions for another class count start afresh, "
+                        "and the run says so) and `trainer eval RECIPE` evaluates them when no `--checkpoint` "
+                        "is given.",
     # training
     "training.epochs": "Passes over the training data.",
     "training.batch_size": "Images per batch per process (under DDP the global batch is this x processes).",
@@ -96,7 +98,7 @@ FIELD_HELP: dict[str, str] = {
                            "`RUN/tensorboard/`.",
     "logging.plots": "At the end of training write `RUN/plots/curves.png` and `confusion_matrix.png` "
                      "(classification, segmentation) or `pr_curve.png` (detection).",
-    "logging.val_images_every": "Every N epochs save the first validation images with predictions as "
+    "logging.val_images_every": "Every N epochs save validation images (a fixed random sample) with predictions as "
                                 "`RUN/plots/val_epoch_N.png` (and to TensorBoard); 0 = off.",
     "logging.mlflow": "MLflow tracking: the recipe as params, per-epoch metrics, best.pt and the plots as "
                       "artifacts (rank 0).",

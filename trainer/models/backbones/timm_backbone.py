@@ -20,7 +20,7 @@ from torch import nn
 
 from trainer.models.pretrained import IMAGENET
 from trainer.models.weights import WeightsError, load_weights
-from trainer.registry import BACKBONES, closest_name
+from trainer.registry import BACKBONES, UnknownNameError
 
 log = logging.getLogger(__name__)
 INSTALL = "pip install 'trainer[timm]'"
@@ -30,6 +30,17 @@ LIST_HINT = f"timm: any timm model as model_name (optional extra: {INSTALL}); li
 
 class TimmNotInstalledError(ImportError):
     """timm is an optional extra; the message says how to install it."""
+
+
+class UnknownTimmModelError(UnknownNameError):
+    """A `model_name` timm does not know: the closest name and how to list them (not all 1000+)."""
+
+    def __init__(self, *, name: str, choices: list[str]) -> None:
+        super().__init__(kind="timm model", name=name, choices=choices)
+
+    def message(self) -> str:
+        hint = f"did you mean '{self.suggestion}'? " if self.suggestion else ""
+        return f"unknown timm model '{self.name}'; {hint}list them with {LIST_COMMAND}"
 
 
 def import_timm():
@@ -85,9 +96,7 @@ class TimmBackbone(nn.Module):
         if not out_levels or list(out_levels) != sorted(set(out_levels)):
             raise ValueError(f"out_levels must be increasing levels (stride 2**level), got {out_levels}")
         if not timm.is_model(model_name):
-            suggestion = closest_name(model_name, timm.list_models())
-            hint = f"did you mean '{suggestion}'? " if suggestion else ""
-            raise ValueError(f"'{model_name}' is not a timm model; {hint}list them with {LIST_COMMAND}")
+            raise UnknownTimmModelError(name=model_name, choices=timm.list_models())
         download = pretrained is True or pretrained == IMAGENET
         try:
             self.body = timm.create_model(model_name, features_only=True, pretrained=download)

@@ -78,7 +78,7 @@ BROKEN_LOSS = textwrap.dedent('''
 ''')
 
 
-def test_an_unexpected_exception_in_a_command_is_one_line_and_debug_shows_the_traceback(tmp_path, cli, monkeypatch):
+def test_an_unexpected_exception_in_a_command_is_one_line(tmp_path, cli, monkeypatch):
     (tmp_path / "broken_loss_plugin.py").write_text(BROKEN_LOSS)
     recipe = tiny_classification_recipe(imports=["broken_loss_plugin"])
     recipe["model"]["losses"] = [{"criterion": "broken_loss"}]
@@ -89,5 +89,8 @@ def test_an_unexpected_exception_in_a_command_is_one_line_and_debug_shows_the_tr
     assert result.exit_code == 1
     assert "error: unexpected ZeroDivisionError: division by zero (run with --debug for the traceback)" in result.output
     assert "Traceback" not in result.output
-    debug = cli("--debug", "check", path)
-    assert isinstance(debug.exception, ZeroDivisionError)
+
+
+def test_debug_lets_the_exception_through(cli):
+    assert cli("list", "lossess").exit_code == 2
+    assert isinstance(cli("--debug", "list", "lossess").exception, RecipeError)

@@ -155,3 +155,10 @@ def test_every_loss_trains_one_step_with_the_head_it_implies(name, task, tmp_pat
             f"data.val.image_size={SIZE * 2}", "training.batch_size=2", "environment.num_workers=0"]
     parts = check_command(recipes=[str(path)], overrides=tiny, device="cpu")
     assert parts and all(math.isfinite(value) for value in parts.values())
+    assert {key.split("/")[-1] for key in parts} == set(LOSSES.meta(name)["parts"])  # the parts it declares
+
+
+def test_every_loss_declares_its_parts():
+    for name in LOSSES.names():
+        parts = LOSSES.meta(name).get("parts")
+        assert parts and all(isinstance(part, str) for part in parts), f"@LOSSES.register('{name}', parts=(...))"

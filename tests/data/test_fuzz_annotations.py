@@ -74,6 +74,7 @@ def mutated_coco(draw):
 def _workdir() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="fuzz-"))
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(folder / "a.png")
+    (folder / "list.txt").write_text("a.png\nmissing.png\n")
     return folder
 
 
@@ -124,7 +125,7 @@ yaml_specs = st.fixed_dictionaries(
     {},
     optional={key: json_values for key in ("path", "train", "val", "test", "names", "nc")}
     | {"names": st.one_of(json_values, st.lists(st.text(max_size=4), max_size=3)),
-       "val": st.one_of(json_values, st.sampled_from([".", "a.png", "missing", "../x", "/"]))},
+       "val": st.one_of(json_values, st.sampled_from([".", "a.png", "missing", "../x", "list.txt"]))},
 )
 
 

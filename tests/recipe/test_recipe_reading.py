@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,6 +81,52 @@ def test_mutated_recipes_give_a_recipe_error_or_load(tmp_path, data):
     inserted = data.draw(st.binary(max_size=20) | st.sampled_from([b"~", b": ", b"- ", b"*x", b"&x ", b"{", b"]"]))
     path = tmp_path / "fuzzed.yaml"
     path.write_bytes(SHIPPED[:start].encode() + inserted + SHIPPED[end:].encode())
+    try:
+        load_recipe([path])
+    except RecipeError as error:
+        assert str(error).startswith("recipe error")
+
+
+KEYS = st.sampled_from(["training", "epochs", "optimizer", "name", "lr", "model", "losses", "0", "3", "[1]",
+                        "data", "format", "train", "augmentation", "weight", "criterion", "x", ""])
+VALUES = st.sampled_from(["3", "~", "-1", ".nan", "[1, 2]", "{a: 1}", "{name: adam}", "image_folder", "''", "[",
+                          "&a [*a]", "cross_entropy", "1e999"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(keys=st.lists(KEYS, min_size=1, max_size=4), value=VALUES)
+def test_random_overrides_give_a_recipe_error_or_load(keys, value):
+    """Any `key.path=value` on the command line: it applies, or it is a RecipeError naming the override."""
+    override = ".".join(keys) + "=" + value
+    try:
+        load_recipe([ROOT / "recipes" / "classification" / "resnet18_shapes.yaml"], [override])
+    except RecipeError as error:
+        assert "override" in str(error) or "recipe error" in str(error)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.sampled_from(["", "x", "sgd"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["name", "criterion", "a"]), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)
+PLACES = [("task",), ("data",), ("data", "format"), ("data", "train"), ("augmentation", "train"),
+          ("augmentation", "train", 0), ("model", "architecture"), ("model", "architecture", "backbone"),
+          ("model", "losses"), ("model", "losses", 0), ("model", "losses", 0, "weight"), ("training",),
+          ("training", "optimizer"), ("training", "scheduler"), ("logging",), ("environment", "seed"), ("imports",)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(PLACES), value=JSON_VALUES)
+def test_any_value_anywhere_gives_a_recipe_error_or_loads(tmp_path, place, value):
+    """A structurally wrong value at any place of a shipped recipe is a RecipeError, never a crash."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "classification" / "resnet18_shapes.yaml").read_text())
+    node = recipe
+    for key in place[:-1]:
+        node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+    node[place[-1]] = value
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
     try:
         load_recipe([path])
     except RecipeError as error:

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from trainer.recipe.diff import changed_paths, differences
 from trainer.recipe import load_recipe, recipe_to_dict
+from trainer.recipe.diff import changed_paths, differences
 
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
 

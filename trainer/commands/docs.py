@@ -16,8 +16,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from trainer.cli_options import output_file_problem, write_output_file
 from trainer.components import load_builtin_components
+from trainer.output_files import output_file_problem, write_output_file
 from trainer.recipe import RecipeError, RecipeIssue
 from trainer.recipe.field_docs import COMPONENT_HELP, EXTRA_KEYS_HELP, FIELD_HELP
 from trainer.recipe.schema import Recipe

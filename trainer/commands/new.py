@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from trainer.cli_options import output_file_problem, write_output_file
 from trainer.components import load_builtin_components
+from trainer.output_files import output_file_problem, write_output_file
 from trainer.recipe import RecipeError, RecipeIssue
 from trainer.recipe.load import Locations, parse_yaml_value
 from trainer.recipe.schema import TASKS

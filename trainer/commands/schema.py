@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.cli_options import output_file_problem, write_output_file
 from trainer.components import load_builtin_components
+from trainer.output_files import output_file_problem, write_output_file
 from trainer.plugins import import_plugin
 from trainer.recipe import RecipeError, RecipeIssue
 from trainer.recipe.json_schema import schema_text

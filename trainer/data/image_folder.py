@@ -105,7 +105,10 @@ def header_sizes(paths: Iterable[Path]) -> Iterator[tuple[str, int, int]]:
 
 def list_images(directory: Path) -> list[Path]:
     """Image files under `directory` (recursive), sorted by path."""
-    files = [p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    try:
+        files = [p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    except OSError as error:  # unreadable, or changing while listed
+        raise DataError(f"cannot list the images in {directory}: {error.strerror or error}") from None
     return sorted(files)
 
 

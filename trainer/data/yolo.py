@@ -169,7 +169,7 @@ class YoloDataset(torch.utils.data.Dataset):
             raise DataError(f"yolo: no images in {where}")
         missing = [str(path) for path in image_paths if not path.is_file()]
         if missing:
-            raise DataError(f"yolo: {len(missing)} listed image(s) do not exist, e.g. {missing[:3]}")
+            raise DataError(f"yolo: {where}: {len(missing)} listed image(s) do not exist, e.g. {missing[:3]}")
         self.class_names: list[str] = _class_names(class_names, root=base, spec=spec)
         self.image_paths: list[Path] = image_paths
         self._boxes, self._labels = self._read_labels([label_of(path) for path in image_paths], where=where)

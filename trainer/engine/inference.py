@@ -131,7 +131,7 @@ def _recipe_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> Recipe:
     if not isinstance(text, str):
         raise CheckpointError(f"{path} holds no recipe (a bare state dict?); give the run directory instead")
     load_builtin_components()
-    raw = parse_yaml_value(text)
+    raw = parse_yaml_value(text, source=f"{path} (the recipe it holds)")
     validate_raw_recipe(raw, Locations())
     return recipe_from_dict(raw)
 

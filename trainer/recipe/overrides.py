@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from trainer.files import FileReadError
 from trainer.recipe.errors import KeyPath, RecipeError, RecipeIssue
 from trainer.recipe.locations import OVERRIDE_PREFIX, Locations
 from trainer.recipe.merge import default_value, name_key_at, without_nulls
@@ -24,9 +25,12 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         raise RecipeError([RecipeIssue((), f"override '{text}' has an empty key", where="command line")])
     path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
     try:
-        value = parse_yaml_value(raw_value) if raw_value != "" else ""
+        value = parse_yaml_value(raw_value, source="command line") if raw_value != "" else ""
     except yaml.YAMLError:
-        value = raw_value
+        value = raw_value  # not YAML: the text itself
+    except (FileReadError, ValueError, TypeError, OverflowError) as error:  # past the reader's limits; a bad date
+        problem = error.problem if isinstance(error, FileReadError) else str(error)
+        raise RecipeError([RecipeIssue((), f"override '{text}': {problem}", where="command line")]) from None
     return path, value
 
 

@@ -159,6 +159,9 @@ def test_every_loss_trains_one_step_with_the_head_it_implies(name, task, tmp_pat
 
 
 def test_every_loss_declares_its_parts():
+    """Every built-in loss declares its parts (a plugin may leave them out; other tests register plugins)."""
     for name in LOSSES.names():
+        if not LOSSES.get(name).__module__.startswith("trainer."):
+            continue
         parts = LOSSES.meta(name).get("parts")
         assert parts and all(isinstance(part, str) for part in parts), f"@LOSSES.register('{name}', parts=(...))"

@@ -405,6 +405,9 @@ CASES = [
     Case("run-name-in-the-recipe-that-is-a-path", check_recipe(recipe(**{"logging.name": "a/b"})),
          ("recipe.yaml:", "logging.name", "must be a folder name")),
     Case("output-dir-that-is-a-file", output_dir_is_a_file, ("--output-dir", "{tmp}/runs is a file")),
+    Case("backbone-option-its-constructor-refuses",
+         check_recipe(recipe(**{"model.architecture.backbone": {"name": "resnet18", "out_levels": [2, 9]}})),
+         ("model.architecture.backbone", "out_levels", "(2, 9)")),
 ]
 
 

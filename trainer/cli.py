@@ -36,6 +36,7 @@ USAGE_ERRORS = frozenset({
     ("trainer.engine.checkpoint", "CheckpointError"),
     ("trainer.engine.device", "DeviceError"),
     ("trainer.models.weights", "WeightsError"),
+    ("trainer.models.build", "ModelBuildError"),
     ("trainer.models.backbones.timm_backbone", "TimmNotInstalledError"),
     ("trainer.head_choice", "HeadChoiceError"),
 })

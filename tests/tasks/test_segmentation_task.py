@@ -152,7 +152,7 @@ def test_segmentation_recipe_with_another_ignore_index_is_an_error(write_recipe,
         "model": {"architecture": {"backbone": {"name": "resnet18"}},
                   "losses": [{"criterion": criterion, "ignore_index": -100}]},
     }
-    with pytest.raises(RecipeError, match=r"model\.losses\[0\]\.ignore_index.*ignored pixels with 255"):
+    with pytest.raises(RecipeError, match=r"model\.losses\[0\]\.ignore_index.*fixes ignore_index to 255"):
         load_recipe([write_recipe(recipe)])
     recipe["model"]["losses"][0]["ignore_index"] = 255
     load_recipe([write_recipe(recipe)])

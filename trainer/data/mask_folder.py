@@ -128,7 +128,7 @@ class MaskFolderDataset(torch.utils.data.Dataset):
         masks_dir: str | None = None,
         class_names: list[str] | str | None = None,
         palette: list[list[int]] | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         if task != "segmentation":
             raise DataError(f"mask_folder: holds segmentation data, not '{task}'")

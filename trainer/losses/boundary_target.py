@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from trainer.constants import IGNORE_INDEX
+
 # OpenCV's fixed-point tan(22.5 deg) (CANNY_SHIFT = 15).
 _SHIFT = 15
 _TG22 = int(0.4142135623730950488016887242097 * (1 << _SHIFT) + 0.5)
@@ -74,7 +76,7 @@ def _dilate(edge: torch.Tensor, size: int) -> torch.Tensor:
 def boundary_target(
     labels: torch.Tensor,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     dilation: int = 4,
     border: int = 0,
     ignore_is_edge: bool = True,

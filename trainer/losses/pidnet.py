@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.constants import IGNORE_INDEX
 from trainer.constraints import NonNegative, Probability
 from trainer.losses.boundary_target import boundary_target
 from trainer.registry import LOSSES
@@ -68,7 +69,7 @@ def cross_entropy_2d(
     logits: torch.Tensor,
     labels: torch.Tensor,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     class_weights: torch.Tensor | None = None,
     mean_over_valid: bool = True,
 ) -> torch.Tensor:
@@ -106,7 +107,7 @@ def ohem_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     threshold: float = 0.9,
     min_kept: int = 131072,
     class_weights: torch.Tensor | None = None,
@@ -147,7 +148,7 @@ def pidnet_loss(
     labels: torch.Tensor,
     *,
     boundary_labels: torch.Tensor | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     ohem: bool = True,
     ohem_threshold: float = 0.9,
     min_kept: int = 131072,
@@ -218,7 +219,7 @@ class PIDNetLoss(nn.Module):
     def __init__(
         self,
         *,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         ohem: bool = True,
         ohem_threshold: Annotated[float, Probability] = 0.9,
         min_kept: Annotated[int, NonNegative] = 131072,

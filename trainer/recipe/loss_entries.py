@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from trainer.constants import IGNORE_INDEX
 from trainer.constraints import NonNegative
 from trainer.recipe.components import check_named_component
 from trainer.recipe.errors import KeyPath
@@ -37,13 +36,18 @@ def _check_parts(entry: dict[str, Any], path: KeyPath, report: Report) -> None:
             report(where, f"'{part}' is not a part of {entry['criterion']} (parts: {', '.join(parts)})")
 
 
-def _check_segmentation_ignore(entry: dict[str, Any], path: KeyPath, report: Report) -> None:
-    """Segmentation masks mark ignored pixels IGNORE_INDEX; a loss told otherwise would train on them."""
-    value = entry.get("ignore_index")
-    if "ignore_index" in entry and value != IGNORE_INDEX:
-        report(path + ("ignore_index",), f"segmentation masks mark ignored pixels with {IGNORE_INDEX}; "
-               f"set ignore_index: {IGNORE_INDEX} or leave it out (it defaults to {IGNORE_INDEX} for "
-               f"segmentation), got {value!r}")
+def _check_task_loss_defaults(entry: dict[str, Any], path: KeyPath, task: Any, report: Report) -> None:
+    """Options the task fixes for every loss (`Task.loss_defaults`, e.g. segmentation's ignore index): an
+    entry may leave them out or repeat them, never set another value (the data would disagree with the loss)."""
+    from trainer.recipe.schema import TASKS
+    from trainer.tasks import task_class
+
+    if task not in TASKS:
+        return  # reported with `task`
+    for option, fixed in task_class(task).loss_defaults.items():
+        if option in entry and entry[option] != fixed:
+            report(path + (option,), f"{task} data fixes {option} to {fixed!r}; set {option}: {fixed!r} or "
+                   f"leave it out (it defaults to {fixed!r} for {task}), got {entry[option]!r}")
 
 
 def check_loss_entry(entry: Any, *, path: KeyPath, task: Any, report: Report) -> None:
@@ -56,5 +60,4 @@ def check_loss_entry(entry: Any, *, path: KeyPath, task: Any, report: Report) ->
             check_value(entry[key], annotation, path + (key,), report)
     if component is not None:
         _check_parts(entry, path, report)
-    if task == "segmentation":
-        _check_segmentation_ignore(entry, path, report)
+    _check_task_loss_defaults(entry, path, task, report)

@@ -200,6 +200,18 @@ def foreground_normaliser(num_fg: Tensor) -> Tensor:
     return num_fg.clamp(min=1.0) / world_size
 
 
+def _l1_loss(
+    *, box_preds: Tensor, matched_boxes: Tensor, fg: Tensor, grid_xy: Tensor, strides: Tensor, num_fg: Tensor
+) -> Tensor:
+    """L1 between the raw tx ty tw th and the matched boxes encoded the same way, on foreground anchors."""
+    stride = strides[:, None]
+    l1_target = torch.cat(
+        [matched_boxes[..., :2] / stride - grid_xy, torch.log(matched_boxes[..., 2:] / stride + 1e-8)], dim=-1
+    )
+    l1_target = torch.where(fg[..., None], l1_target, box_preds.detach())
+    return (box_preds - l1_target).abs().sum() / num_fg
+
+
 def yolox_loss(
     *,
     box_preds: Tensor,
@@ -240,9 +252,7 @@ def yolox_loss(
         fg, matched_gt = _scatter(fg_k, index, num_anchors), _scatter(matched_gt_k, index, num_anchors)
         num_fg = foreground_normaliser(fg.sum())
         matched_boxes = gt_cxcywh.gather(1, matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
-        fg_box = fg[..., None]
-
-        box_target = torch.where(fg_box, matched_boxes, pred_boxes.detach())
+        box_target = torch.where(fg[..., None], matched_boxes, pred_boxes.detach())
         iou = box_iou_cxcywh(pred_boxes, box_target, eps=1e-16)
         loss_iou = torch.where(fg, 1.0 - iou**2, 0.0).sum() / num_fg
 
@@ -254,15 +264,8 @@ def yolox_loss(
         cls_bce = F.binary_cross_entropy_with_logits(_take(cls_logits, index), cls_target, reduction="none")
         loss_cls = torch.where(fg_k[..., None], cls_bce, 0.0).sum() / num_fg
 
-        if use_l1:
-            stride = strides[:, None]
-            l1_target = torch.cat(
-                [matched_boxes[..., :2] / stride - grid_xy, torch.log(matched_boxes[..., 2:] / stride + 1e-8)], dim=-1
-            )
-            l1_target = torch.where(fg_box, l1_target, box_preds.detach())
-            loss_l1 = (box_preds - l1_target).abs().sum() / num_fg
-        else:
-            loss_l1 = box_preds.new_zeros(())
+        loss_l1 = _l1_loss(box_preds=box_preds, matched_boxes=matched_boxes, fg=fg, grid_xy=grid_xy,
+                           strides=strides, num_fg=num_fg) if use_l1 else box_preds.new_zeros(())
 
     return {"iou": box_weight * loss_iou, "obj": loss_obj, "cls": loss_cls, "l1": loss_l1}
 

@@ -54,11 +54,11 @@ def test_boxes_move_with_hflip_and_resize():
 
 
 def test_sanitize_appended_for_detection_drops_labels_and_iscrowd():
-    pipeline, _ = build_transforms([{"name": "center_crop", "size": [20, 10]}], task="detection")
+    pipeline, _ = build_transforms([{"name": "center_crop", "size": [20, 10]}], task="detection", sanitize_boxes=True)
     assert isinstance(pipeline.transforms[-1], v2.SanitizeBoundingBoxes)
     out = pipeline(detection_sample())  # crop x in [10, 20): box 0 keeps 2 px, box 1 none
     assert out["labels"].tolist() == [1] and out["iscrowd"].tolist() == [False] and len(out["boxes"]) == 1
-    pipeline, _ = build_transforms([{"name": "center_crop", "size": [20, 6]}], task="detection")
+    pipeline, _ = build_transforms([{"name": "center_crop", "size": [20, 6]}], task="detection", sanitize_boxes=True)
     out = pipeline(detection_sample())  # crop x in [12, 18): both boxes leave
     assert out["boxes"].shape == (0, 4) and out["labels"].shape == (0,) and out["iscrowd"].shape == (0,)
 
@@ -82,7 +82,8 @@ def test_masks_stay_integer_with_nearest(entries):
 
 
 def test_letterbox_pads_right_and_bottom():
-    pipeline, _ = build_transforms([{"name": "letterbox", "size": 60, "fill": 7}], task="detection")
+    pipeline, _ = build_transforms([{"name": "letterbox", "size": 60, "fill": 7}], task="detection",
+                                   sanitize_boxes=True)
     out = pipeline(detection_sample())
     assert out["image"].shape == (3, 60, 60)
     assert (out["image"][:, 40:, :] == 7).all()
@@ -97,7 +98,7 @@ def test_unknown_transform_and_option_did_you_mean():
     with pytest.raises(DataError, match="needs option 'size'"):
         build_transforms([{"name": "resize"}])
     with pytest.raises(DataError, match="classification only"):
-        build_transforms([{"name": "trivial_augment"}], task="detection")
+        build_transforms([{"name": "trivial_augment"}], task="detection", sanitize_boxes=True)
     assert info.value is not None
 
 
@@ -150,6 +151,6 @@ def test_pipelines_pickle_for_worker_processes():
     import pickle
 
     entries = [{"name": "letterbox", "size": 32}, {"name": "random_zoom_out"}, {"name": "random_erasing"}]
-    pipeline, _ = build_transforms(entries, task="detection")
+    pipeline, _ = build_transforms(entries, task="detection", sanitize_boxes=True)
     restored = pickle.loads(pickle.dumps(pipeline))
     assert len(restored(detection_sample())["labels"]) <= 2

@@ -296,9 +296,11 @@ def build_transform(entry: Mapping, *, task: str | None = None, where: str = "au
 
 
 def build_transforms(
-    entries: list[dict], *, task: str | None = None, where: str = "augmentation"
+    entries: list[dict], *, task: str | None = None, where: str = "augmentation", sanitize_boxes: bool = False
 ) -> tuple[v2.Compose, NormalizeParams | None]:
-    """The pipeline for a recipe list and the device-side normalisation (None if not given)."""
+    """The pipeline for a recipe list and the device-side normalisation (None if not given).
+    `sanitize_boxes` (samples with boxes): boxes are clamped to the image and degenerate ones dropped
+    at the end unless the list already ends with `sanitize_boxes`."""
     entries = list(_plain(entries) or [])
     built = [build_transform(entry, task=task, where=f"{where}[{i}]") for i, entry in enumerate(entries)]
     normalize_params = None
@@ -306,6 +308,6 @@ def build_transforms(
         normalize_params = built.pop()
     if any(isinstance(item, NormalizeParams) for item in built):
         raise DataError(f"{where}: 'normalize' must be the last transform (it runs on the device, after the others)")
-    if task == "detection" and not (built and isinstance(built[-1], v2.SanitizeBoundingBoxes)):
+    if sanitize_boxes and not (built and isinstance(built[-1], v2.SanitizeBoundingBoxes)):
         built += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(labels_getter=_detection_targets)]
     return v2.Compose(built or [v2.Identity()]), normalize_params

@@ -101,7 +101,8 @@ def _train_set(recipe: Recipe, task: Task, train_base: Any, *, class_names: list
                normalize: NormalizeParams | None) -> AugmentedDataset:
     if list(train_base.class_names) != class_names:
         raise BuildError(f"train and val data sets have different classes: {train_base.class_names} vs {class_names}")
-    train_transform, train_normalize = build_transforms(recipe.augmentation.train, task=recipe.task)
+    train_transform, train_normalize = build_transforms(recipe.augmentation.train, task=recipe.task,
+                                                        sanitize_boxes=task.has_boxes)
     if train_normalize != normalize:
         raise BuildError("augmentation.train and augmentation.val must end with the same normalize")
     wrapped, on_epoch = task.wrap_train_dataset(train_base, recipe=recipe)
@@ -118,7 +119,8 @@ def build_session(
     datasets = _datasets(loaded, ("val", "train") if for_training else ("val",))
     class_names = list(datasets["val"].class_names)
     check_class_counts(recipe, loaded.locations, class_names=class_names)  # e.g. a loss's class_weights
-    val_transform, normalize = build_transforms(recipe.augmentation.val, task=recipe.task)
+    val_transform, normalize = build_transforms(recipe.augmentation.val, task=recipe.task,
+                                                 sanitize_boxes=task.has_boxes)
     val_set = AugmentedDataset(dataset=datasets["val"], transform=val_transform, seed=seed)
     pin_memory = recipe.environment.pin_memory and device.type == "cuda"
     loader_options = dict(

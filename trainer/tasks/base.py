@@ -43,6 +43,7 @@ class Task(ABC):
     panel_images: ClassVar[int] = 8  # validation images drawn per epoch
     # predict follows the image's corners through the val transforms to map outputs back
     maps_back_to_image: ClassVar[bool] = True
+    has_boxes: ClassVar[bool] = False  # samples carry boxes: transforms end by clamping and sanitising them
 
     @abstractmethod
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:

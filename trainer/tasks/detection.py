@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ class DetectionTask(Task):
     metric_names = METRIC_KEYS
     default_best_metric = "mAP50_95"
     batch_fields = ("images", "gt_boxes", "gt_labels", "gt_iscrowd", "image_ids")
+    has_boxes: ClassVar[bool] = True
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch_size = len(samples)

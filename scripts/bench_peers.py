@@ -10,7 +10,7 @@ data sets there (``peer_data.py``), then trains the tools alternately (A B C A B
 and one loader worker each, and prints per tool: steady img/s (optimizer-step hook), wall time,
 launch to first step, and the final metric computed one way (pycocotools on every tool's val
 predictions; top-1 for classification), with the ratios trainer / peer. Settings shared by all:
-AdamW (lr, weight decay; none on norms and biases), cosine with ``--warmup-epochs``, no augmentation,
+AdamW (lr, weight decay; none on norms and biases), cosine with ``--warmup-epochs`` (default 0), no augmentation,
 no EMA (Ultralytics cannot turn its EMA off), YOLOX-nano (trainer, NetsPresso) and yolo11n
 (Ultralytics, another and larger model) for detection; ResNet-18 (yolo11n-cls) for classification.
 """
@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["shapes", "digits"], help="detection sets (peer_data.py)")
     parser.add_argument("--data", help="a detection set in the peer_data layout (adds the set 'path')")
     parser.add_argument("--epochs", type=int, help="default: 20 detection, 10 classification")
-    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--warmup-epochs", type=int, default=0,
+                        help="NetsPresso steps its scheduler per epoch: its 1 warmup epoch is none; 0 is equal on all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--num-train", type=int, default=800)
     parser.add_argument("--num-val", type=int, default=200)

@@ -69,3 +69,10 @@ def test_trainer_new_templates_leave_the_optimizer_to_auto() -> None:
     assert {task: optimizer for task, (_, _, optimizer, _) in TRAINING.items()} == {
         "classification": {"name": "auto"}, "detection": {"name": "auto"}, "segmentation": {"name": "auto"}
     }
+
+
+def test_the_detection_template_has_no_warmup() -> None:
+    """A 1-epoch warmup from 0.1x cost YOLOX-nano with AdamW mAP50-95 on shapes (docs/benchmarks.md)."""
+    from trainer.commands.new import TRAINING
+
+    assert TRAINING["detection"][3] == {"name": "cosine"}

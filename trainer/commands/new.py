@@ -68,7 +68,7 @@ FILE_AUGMENTATION = {  # real images differ in size: bring them to one size
 }
 TRAINING = {  # epochs, batch size, optimizer (auto: picked from task, model, batch and steps), scheduler
     "classification": (5, 16, {"name": "auto"}, {"name": "cosine", "warmup_epochs": 0.5}),
-    "detection": (10, 8, {"name": "auto"}, {"name": "cosine", "warmup_epochs": 1}),
+    "detection": (10, 8, {"name": "auto"}, {"name": "cosine"}),  # no warmup: it cost AdamW mAP (docs/benchmarks.md)
     "segmentation": (10, 8, {"name": "auto"}, {"name": "poly", "power": 0.9}),
 }
 

@@ -1,5 +1,6 @@
 """Typed specs of what a validated recipe asks the builders for: a named component with its options
-(`ComponentSpec`) and one `model.losses` entry (`LossSpec`). Imports nothing from trainer."""
+(`ComponentSpec`) and one `model.losses` entry (`LossSpec`); what `optimizer: auto` uses for a task or a
+head (`AutoOptimizerDefaults`). Imports nothing from trainer."""
 
 from __future__ import annotations
 
@@ -43,3 +44,14 @@ class LossSpec:
             exclude=tuple(entry.get("exclude") or ()),
             inputs=dict(entry.get("inputs") or {}),
         )
+
+
+@dataclass(frozen=True)
+class AutoOptimizerDefaults:
+    """What `auto` uses for a task (a `Task` class attribute) or a head that trains differently
+    (e.g. the anchor-based RetinaNet head): AdamW (lr, weight decay) for short schedules, SGD
+    (lr per image, weight decay) for long ones (lr = per-image lr * batch size)."""
+
+    adamw: tuple[float, float]
+    sgd_per_image: tuple[float, float]
+    label: str

@@ -19,24 +19,10 @@ from torch import nn
 
 from trainer.constraints import Fraction, NonNegative, Positive, Probability
 from trainer.engine.reporting import say
-from trainer.models.heads.anchor_decoupled import AnchorDecoupledHead
 from trainer.registry import OPTIMIZERS
+from trainer.specs import AutoOptimizerDefaults
 
 LONG_SCHEDULE_STEPS = 10_000  # Ultralytics' threshold between AdamW (short) and SGD (long)
-# short schedules: (AdamW lr, weight decay) per task / detector kind
-ADAMW_CHOICES = {
-    "classification": (2e-3, 0.01),
-    "segmentation": (2e-3, 1e-4),
-    "detection": (3e-3, 0.05),  # anchor-free (YOLOX)
-    "detection/anchor_based": (1e-3, 0.05),  # RetinaNet: from scratch SGD 0.04 gave mAP50 0.36, AdamW 1e-3 0.54
-}
-# long schedules: (SGD lr per image, weight decay); lr = per-image lr * batch size
-SGD_CHOICES = {
-    "classification": (0.1 / 256, 1e-4),  # torchvision's ResNet recipe
-    "segmentation": (0.01 / 16, 5e-4),  # PIDNet / HRNet
-    "detection": (0.01 / 64, 5e-4),  # YOLOX, Ultralytics
-    "detection/anchor_based": (0.01 / 16, 1e-4),  # torchvision RetinaNet
-}
 
 
 @dataclass(frozen=True)
@@ -58,22 +44,27 @@ class AutoChoice:
                 f"({self.reason})")
 
 
-def model_kind(*, task: str, model: nn.Module) -> str:
-    """The key of ADAMW_CHOICES / SGD_CHOICES for this task and model."""
-    if task == "detection" and any(isinstance(module, AnchorDecoupledHead) for module in model.modules()):
-        return "detection/anchor_based"
-    return task
+def auto_defaults(*, task: str, model: nn.Module) -> AutoOptimizerDefaults:
+    """The model's own `auto_optimizer` (a head that declares one), else the task's."""
+    from trainer.tasks import task_class
+
+    for module in model.modules():
+        declared = getattr(type(module), "auto_optimizer", None)
+        if isinstance(declared, AutoOptimizerDefaults):
+            return declared
+    return task_class(task).auto_optimizer
 
 
 def choose_optimizer(*, task: str, model: nn.Module, total_steps: int, batch_size: int) -> AutoChoice:
     """AdamW at the measured lr for short schedules, SGD at a batch-scaled lr for long ones."""
-    kind = model_kind(task=task, model=model)
+    defaults = auto_defaults(task=task, model=model)
     if total_steps <= LONG_SCHEDULE_STEPS:
-        lr, weight_decay = ADAMW_CHOICES[kind]
-        return AutoChoice("adamw", lr, weight_decay, f"{kind}, {total_steps} steps <= {LONG_SCHEDULE_STEPS}")
-    per_image, weight_decay = SGD_CHOICES[kind]
+        lr, weight_decay = defaults.adamw
+        return AutoChoice("adamw", lr, weight_decay,
+                          f"{defaults.label}, {total_steps} steps <= {LONG_SCHEDULE_STEPS}")
+    per_image, weight_decay = defaults.sgd_per_image
     return AutoChoice("sgd", per_image * batch_size, weight_decay,
-                      f"{kind}, {total_steps} steps > {LONG_SCHEDULE_STEPS}, lr scaled to batch {batch_size}")
+                      f"{defaults.label}, {total_steps} steps > {LONG_SCHEDULE_STEPS}, lr scaled to batch {batch_size}")
 
 
 @OPTIMIZERS.register("sgd")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 from rich.table import Table
 
+from trainer.specs import AutoOptimizerDefaults
 from trainer.tasks.drawing import Panels
 from trainer.tasks.predictions import PredictionWriter
 
@@ -44,6 +45,7 @@ class Task(ABC):
     # predict follows the image's corners through the val transforms to map outputs back
     maps_back_to_image: ClassVar[bool] = True
     has_boxes: ClassVar[bool] = False  # samples carry boxes: transforms end by clamping and sanitising them
+    auto_optimizer: ClassVar[AutoOptimizerDefaults]  # what `optimizer: {name: auto}` picks for this task
 
     @abstractmethod
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:

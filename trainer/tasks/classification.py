@@ -10,6 +10,7 @@ import torch
 
 from trainer.data.batch_mixing import BatchMixing, build_batch_mixing
 from trainer.metrics.classification import ClassificationMetrics
+from trainer.specs import AutoOptimizerDefaults
 from trainer.tasks.base import Task
 from trainer.tasks.drawing import Panels, draw_label, save_png
 from trainer.tasks.predictions import PredictedImage, PredictionWriter
@@ -56,6 +57,8 @@ class ClassificationWriter(PredictionWriter):
 class ClassificationTask(Task):
     name = "classification"
     metric_names = ("top1", "top5")
+    auto_optimizer = AutoOptimizerDefaults(adamw=(2e-3, 0.01), sgd_per_image=(0.1 / 256, 1e-4),  # torchvision ResNet
+                                           label="classification")
     default_best_metric = "top1"
     batch_fields = ("images", "labels")
     maps_back_to_image: ClassVar[bool] = False  # no geometry to map back (and some transforms reject boxes)

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from trainer.data.errors import DataError
 from trainer.metrics.detection import METRIC_KEYS, CocoEvaluator
+from trainer.specs import AutoOptimizerDefaults
 from trainer.tasks.base import Task
 from trainer.tasks.detection_mosaic import wrap_mosaic
 from trainer.tasks.detection_outputs import DetectionWriter, detection_panels
@@ -88,6 +89,8 @@ def _stack_images(samples: list[dict[str, Any]]) -> torch.Tensor:
 class DetectionTask(Task):
     name = "detection"
     metric_names = METRIC_KEYS
+    auto_optimizer = AutoOptimizerDefaults(adamw=(3e-3, 0.05), sgd_per_image=(0.01 / 64, 5e-4),  # YOLOX, Ultralytics
+                                           label="detection")
     default_best_metric = "mAP50_95"
     batch_fields = ("images", "gt_boxes", "gt_labels", "gt_iscrowd", "image_ids")
     has_boxes: ClassVar[bool] = True

@@ -27,6 +27,7 @@ from trainer.data.edge_target import boundary_labels_batch
 from trainer.data.errors import DataError
 from trainer.metrics.segmentation import SegmentationMetrics
 from trainer.ops import upsample_logits
+from trainer.specs import AutoOptimizerDefaults
 from trainer.tasks.base import Task
 from trainer.tasks.drawing import Panels, colour_mask, display_scale, draw_mask, enlarge, palette, save_png
 from trainer.tasks.predictions import PredictedImage, PredictionWriter, mask_to_original
@@ -93,6 +94,8 @@ class SegmentationWriter(PredictionWriter):
 class SegmentationTask(Task):
     name = "segmentation"
     metric_names = ("mIoU", "pixel_acc")
+    auto_optimizer = AutoOptimizerDefaults(adamw=(2e-3, 1e-4), sgd_per_image=(0.01 / 16, 5e-4),  # PIDNet / HRNet
+                                           label="segmentation")
     default_best_metric = "mIoU"
     batch_fields = ("images", "labels")
     ignore_index = IGNORE_INDEX

@@ -124,6 +124,15 @@ def test_every_value_knows_where_it_came_from(tmp_path):
     assert len(text.splitlines()) == len(sources)
 
 
+def test_an_override_sets_an_option_of_a_default_component(tmp_path):
+    """The recipe names no scheduler: an override of one option keeps the schema default's name."""
+    path = write(tmp_path / "r.yaml", BASE.replace("  scheduler: {name: step, step_epochs: 2, gamma: 0.5}\n", ""))
+    loaded = load_recipe([path], ["training.scheduler.warmup_epochs=1"])
+    assert loaded.recipe.training.scheduler["name"] == "cosine"
+    assert loaded.recipe.training.scheduler["warmup_epochs"] == 1
+    assert loaded.sources()["training.scheduler.name"] == "default"
+
+
 def test_a_value_error_from_an_override_points_at_the_override(tmp_path):
     path = write(tmp_path / "r.yaml", BASE)
     with pytest.raises(RecipeError) as caught:

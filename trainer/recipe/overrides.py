@@ -12,6 +12,7 @@ from trainer.files import FileReadError
 from trainer.recipe.errors import KeyPath, RecipeError, RecipeIssue
 from trainer.recipe.locations import OVERRIDE_PREFIX, Locations
 from trainer.recipe.merge import default_value, name_key_at, without_nulls
+from trainer.recipe.sources import DEFAULT
 from trainer.recipe.yaml_loader import parse_yaml_value
 
 
@@ -34,7 +35,18 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     return path, value
 
 
-def _container_at(data: dict[str, Any], path: KeyPath, where: str) -> Any:
+def _default_component(path: KeyPath, locations: Locations) -> dict[str, Any]:
+    """A new mapping at `path`: a component the recipe leaves to the schema default (e.g. `training.scheduler`)
+    starts as that default's name, so `training.scheduler.warmup_epochs=1` sets an option of the default."""
+    key = name_key_at(path)
+    name = default_value(path + (key,)) if key is not None else None
+    if name is None:
+        return {}
+    locations.set(path + (key,), DEFAULT)
+    return {key: name}
+
+
+def _container_at(data: dict[str, Any], path: KeyPath, where: str, locations: Locations) -> Any:
     """The mapping or list that holds `path[-1]`; missing mappings on the way are created."""
     node: Any = data
     for depth, part in enumerate(path[:-1]):
@@ -44,7 +56,7 @@ def _container_at(data: dict[str, Any], path: KeyPath, where: str) -> Any:
                 raise RecipeError([RecipeIssue(here, f"no list item {part} (the list has {len(node)})", where)])
             node = node[part]
         elif part not in node or node[part] is None:
-            node[part] = {}
+            node[part] = _default_component(here, locations)
             node = node[part]
         elif isinstance(node[part], (dict, list)):
             node = node[part]
@@ -59,7 +71,7 @@ def apply_override(data: dict[str, Any], text: str, locations: Locations) -> Non
     """Apply one override to the merged recipe `data` in place, recording it as the place of what it sets."""
     path, value = parse_override(text)
     where = f"{OVERRIDE_PREFIX} '{text}'"
-    node = _container_at(data, path, where)
+    node = _container_at(data, path, where, locations)
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last >= len(node):

@@ -156,7 +156,7 @@ def test_a_process_killed_while_saving_leaves_the_previous_checkpoint(tmp_path):
 
 
 def test_a_finished_run_trains_longer_only_when_asked(tmp_path, write_recipe, cli):
-    path = write_recipe(_small(epochs=2, batch_size=8, scheduler={"name": "cosine"}))
+    path = write_recipe(_small(epochs=2, batch_size=8, scheduler={"name": "cosine", "warmup_epochs": 0}))
     run = train(recipes=[str(path)], overrides=[], output_dir=str(tmp_path / "runs"), name="r")
     assert load_checkpoint(run / "checkpoints" / "last.pt")["counters"]["epoch"] == 2
     result = cli("train", "--resume", run)  # nothing asked: nothing to do, nothing touched

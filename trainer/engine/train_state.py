@@ -3,6 +3,7 @@ gradient scaler, counters, metric history and the random number generators."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -77,6 +78,8 @@ def build_scheduler(
     by training.grad_accum_steps, the last group may be short)."""
     options = dict(session.recipe.training.scheduler)
     factory = SCHEDULERS.get(options.pop("name"))
+    if "warmup_epochs" not in options and "warmup_epochs" in inspect.signature(factory).parameters:
+        options["warmup_epochs"] = session.task.default_warmup_epochs  # the recipe leaves it to the task
     steps = max(1, -(-micro_steps // session.recipe.training.grad_accum_steps))
     return factory(optimizer=optimizer, steps_per_epoch=steps, epochs=session.recipe.training.epochs, **options)
 

@@ -46,6 +46,7 @@ class Task(ABC):
     maps_back_to_image: ClassVar[bool] = True
     has_boxes: ClassVar[bool] = False  # samples carry boxes: transforms end by clamping and sanitising them
     auto_optimizer: ClassVar[AutoOptimizerDefaults]  # what `optimizer: {name: auto}` picks for this task
+    default_warmup_epochs: ClassVar[float] = 0.0  # the scheduler's warmup when the recipe sets none
 
     @abstractmethod
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:

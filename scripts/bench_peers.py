@@ -62,7 +62,9 @@ def _print_table(title: str, outcomes: list[Outcome]) -> None:
     print(f"{'tool':<12} {'img/s':>7} {'wall s':>7} {'1st step s':>10}  metric")
     for o in outcomes:
         metric = "  ".join(f"{k} {v:.3f}" for k, v in o.metric.items())
-        print(f"{o.tool:<12} {o.img_per_s:7.1f} {o.wall_s:7.1f} {o.first_step_s:10.1f}  {metric}")
+        reached = o.epochs_to(0.95) if o.top1_per_epoch else None
+        to_95 = f"  top1 >= 0.95 at epoch {reached}" if reached else ("  never >= 0.95" if o.top1_per_epoch else "")
+        print(f"{o.tool:<12} {o.img_per_s:7.1f} {o.wall_s:7.1f} {o.first_step_s:10.1f}  {metric}{to_95}")
     mine = [o for o in outcomes if o.tool == "trainer"]
     for peer in sorted({o.tool for o in outcomes} - {"trainer"}):
         theirs = [o for o in outcomes if o.tool == peer]

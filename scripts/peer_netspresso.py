@@ -135,11 +135,29 @@ def main() -> None:
     original_build = common.build_model
     common.build_model = lambda *a, **k: built.append(original_build(*a, **k)) or built[-1]
     conf = set_arguments(**{name: str(out / f"{name}.yaml") for name in _yamls(args)})
+    top1_per_epoch = _record_top1_per_epoch(conf, args) if args.task == "classification" else []
     summary = validate_train_config(conf)
     common.train_common(conf, task=summary.task, model_name=summary.model_name,
                         is_graphmodule_training=summary.is_graphmodule_training, logging_dir=summary.logging_dir)
-    result = _predict(built[0], conf, args)
+    result = {**_predict(built[0], conf, args), **({"top1_per_epoch": top1_per_epoch} if top1_per_epoch else {})}
     (out / "result.json").write_text(json.dumps(result))
+
+
+def _record_top1_per_epoch(conf, args: argparse.Namespace) -> list[float]:
+    """After each of NetsPresso's training epochs, the val top-1 of its model (the same code as the final one)."""
+    from netspresso_trainer.pipelines.train import TrainingPipeline
+
+    recorded: list[float] = []
+    original = TrainingPipeline.train_one_epoch
+
+    def train_one_epoch(pipeline, epoch):
+        original(pipeline, epoch)
+        model = pipeline.model.module if hasattr(pipeline.model, "module") else pipeline.model
+        recorded.append(_predict(model, conf, args)["top1"])
+        model.train()
+
+    TrainingPipeline.train_one_epoch = train_one_epoch
+    return recorded
 
 
 if __name__ == "__main__":

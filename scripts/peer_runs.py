@@ -9,6 +9,7 @@ pycocotools COCOeval against the set's one ``val_coco.json``.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -46,6 +47,11 @@ class Outcome:
     first_step_s: float  # launch to the first optimizer step
     img_per_s: float
     metric: dict[str, float] = field(default_factory=dict)
+    top1_per_epoch: list[float] = field(default_factory=list)  # classification: val top-1 after each epoch
+
+    def epochs_to(self, top1: float) -> int | None:
+        """The first epoch whose val top-1 reached ``top1`` (None: never, or not recorded)."""
+        return next((i + 1 for i, value in enumerate(self.top1_per_epoch) if value >= top1), None)
 
 
 def coco_metrics(predictions: list[dict], gt_json: Path) -> dict[str, float]:
@@ -106,6 +112,7 @@ def run_peer(tool: str, python: Path, s: Settings, out: Path) -> Outcome:
     result = json.loads((out / "result.json").read_text())
     outcome.metric = (coco_metrics(result["predictions"], s.data / "val_coco.json")
                       if s.task == "detection" else {"top1": result["top1"]})
+    outcome.top1_per_epoch = result.get("top1_per_epoch", [])
     return outcome
 
 
@@ -130,7 +137,7 @@ def trainer_recipe(s: Settings, out: Path) -> dict:
         "training": {"epochs": s.epochs, "batch_size": s.batch_size,
                      "optimizer": {"name": "adamw", "lr": s.lr, "weight_decay": s.weight_decay},
                      "scheduler": {"name": "cosine", "warmup_epochs": s.warmup_epochs}, "ema": {"enabled": False},
-                     "val_every": s.epochs},
+                     "val_every": s.epochs if s.task == "detection" else 1},
         "logging": {"output_dir": str(out), "name": "run", "plots": False, "progress": "lines"},
         "environment": {"num_workers": 1, "seed": s.seed},
     }
@@ -154,6 +161,8 @@ def run_trainer(s: Settings, out: Path, recipe: dict | None = None) -> Outcome:
         subprocess.run([cli, "eval", str(out / "run"), "--json", str(out / "eval.json")], check=True,
                        capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         outcome.metric = {"top1": json.loads((out / "eval.json").read_text())["metrics"]["top1"]}
+        with open(out / "run" / "metrics.csv", encoding="utf-8") as rows:
+            outcome.top1_per_epoch = [float(row["val/top1"]) for row in csv.DictReader(rows)]
     return outcome
 
 

@@ -60,3 +60,25 @@ def test_explicit_anchor_sizes_set_the_anchors_and_their_count() -> None:
 def test_anchor_sizes_need_one_equal_length_list_per_level(sizes) -> None:
     with pytest.raises(ValueError, match="one list per level"):
         _head(anchor_sizes=sizes)
+
+
+def test_the_towers_have_groupnorm_by_default_with_groups_that_divide_the_channels() -> None:
+    def groups(channels: int) -> set[int]:
+        head = HEADS.get("anchor_decoupled")(in_channels=[channels] * 3, in_strides=[8, 16, 32], num_classes=2)
+        return {m.num_groups for m in head.modules() if isinstance(m, torch.nn.GroupNorm)}
+
+    assert groups(256) == groups(64) == {32}  # torchvision's retinanet_resnet50_fpn_v2
+    assert groups(48) == {8} and groups(32) == {16}  # >= 2 channels a group: a 1x1 P7 map still normalises
+    plain = _head(norm="none")
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.modules())
+
+
+@pytest.mark.parametrize(("backbone_channels", "width"), [([128, 256, 512], 64), ([512, 1024, 2048], 256),
+                                                          ([16, 32, 64], 16)])
+def test_the_fpn_width_follows_the_backbone(backbone_channels, width) -> None:
+    from trainer.registry import NECKS
+
+    fpn = NECKS.get("fpn")(in_channels=backbone_channels, in_strides=[8, 16, 32])
+    assert fpn.out_channels == [width] * 3  # resnet18: 64 (measured), resnet50: 256 (torchvision)
+    given = NECKS.get("fpn")(in_channels=backbone_channels, in_strides=[8, 16, 32], out_channels=40)
+    assert given.out_channels == [40] * 3

@@ -119,11 +119,11 @@ def test_retinanet_anchors_follow_the_input_size():
 @pytest.mark.parametrize("norm", ["none", "group"])
 def test_retinanet_outputs_match_torchvision_head(norm):
     torch.manual_seed(0)
-    ours = HEADS.get("anchor_decoupled")(in_channels=[32] * 3, in_strides=[8, 16, 32], num_classes=3, norm=norm)
+    ours = HEADS.get("anchor_decoupled")(in_channels=[64] * 3, in_strides=[8, 16, 32], num_classes=3, norm=norm)
     torch.testing.assert_close(ours.cls_logits.bias, torch.full_like(ours.cls_logits.bias, PRIOR_BIAS))
     assert ours.cls_logits.weight.std().item() == pytest.approx(0.01, rel=0.1)
     norm_layer = (lambda c: torch.nn.GroupNorm(32, c)) if norm == "group" else None
-    theirs = RetinaNetHead(32, 9, 3, norm_layer=norm_layer)
+    theirs = RetinaNetHead(64, 9, 3, norm_layer=norm_layer)
     ours_params = list(ours.cls_tower.parameters()) + list(ours.cls_logits.parameters())
     ours_params += list(ours.reg_tower.parameters()) + list(ours.bbox_reg.parameters())
     theirs_params = list(theirs.classification_head.parameters()) + list(theirs.regression_head.parameters())
@@ -131,7 +131,7 @@ def test_retinanet_outputs_match_torchvision_head(norm):
     with torch.no_grad():
         for a, b in zip(ours_params, theirs_params):
             b.copy_(a)
-    features = _features([32] * 3, [8, 16, 32], (64, 96))
+    features = _features([64] * 3, [8, 16, 32], (64, 96))
     out = ours(features, image_size=(64, 96))
     ref = theirs(features)
     torch.testing.assert_close(out["cls_logits"], ref["cls_logits"])

@@ -146,10 +146,13 @@ COMPONENT_HELP: dict[str, str] = {
     "transform/sanitize_boxes": "Drop degenerate boxes (and their labels); appended automatically for detection.",
     "transform/trivial_augment": "TrivialAugmentWide.",
     "transform/vflip": "Vertical flip with probability `p`.",
-    "neck/fpn": "Feature pyramid network (torchvision FeaturePyramidNetwork); `extra_levels` adds P6/P7 "
+    "neck/fpn": "Feature pyramid network (torchvision FeaturePyramidNetwork); `out_channels` defaults to half "
+                "the backbone's finest level (256 on ResNet-50, 64 on ResNet-18); `extra_levels` adds P6/P7 "
                 "(RetinaNet).",
     "neck/pafpn": "YOLOX path-aggregation FPN (CSP blocks), `depth` multiplier and depthwise convolutions.",
-    "head/anchor_decoupled": "RetinaNet head: classification and box-regression towers over anchors.",
+    "head/anchor_decoupled": "RetinaNet head: classification and box-regression towers over anchors, "
+                             "GroupNorm in the towers (`norm: none` for the original RetinaNet); anchor sizes "
+                             "follow the input size unless `anchor_scale` or `anchor_sizes` is given.",
     "head/anchor_free_decoupled": "YOLOX decoupled head: box, objectness and class branches per level.",
     "head/seg_head": "Semantic segmentation head over the backbone features; logits at the input size.",
     "model/pidnet": "PIDNet real-time segmentation network (sizes s, m, l); `augment` adds the training-time "

@@ -4,8 +4,10 @@
 
 1. Model: NetsPresso's yolox_nano (cspdarknet + yolopafpn + anchor_free_decoupled_head, depthwise)
    is built in its venv; its weights are copied into trainer's cspdarknet_nano + pafpn +
-   anchor_free_decoupled (tensors matched in order within each shape) and both forward the same
+   anchor_free_decoupled (tensors matched by name, `our_key`) and both forward the same
    input in eval mode: the largest output difference is printed.
+   With ``--netspresso-weights W --trainer-run RUN``: the same with NetsPresso's trained weights W,
+   which are then evaluated by ``trainer eval RUN`` (is our evaluation fair to its model?).
 2. Loss: NetsPresso's YOLOXLoss (L1 off) and trainer's yolox_loss on the same random head outputs
    and ground truth (4 images, 1-4 boxes each): totals and the largest gradient difference.
 """
@@ -16,7 +18,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -38,6 +39,9 @@ conf = OmegaConf.create({"task": "detection", "name": "yolox_nano", "checkpoint"
     "params": {"depthwise": True, "act_type": "silu"}}}})
 torch.manual_seed(0)
 model = build_model(conf, 10, devices=torch.device("cpu"), distributed=False).eval()
+if len(sys.argv) > 2:  # trained weights (NetsPresso's *.safetensors)
+    from safetensors.torch import load_file
+    model.load_state_dict(load_file(sys.argv[2]))
 case = torch.load(f"{work}/case.pt")
 with torch.no_grad():
     out = model(case["x"])["pred"]
@@ -78,13 +82,20 @@ def _ours() -> torch.nn.Module:
     return torch.nn.ModuleList([backbone, neck, head])
 
 
+def our_key(key: str) -> str:
+    """A NetsPresso yolox_nano state key -> the key of `_ours()` (``head.stems.0.block.conv.weight`` ->
+    ``2.stems.0.conv.weight``). Matching by shape in order is not enough: same-shape BatchNorm
+    tensors are constants at init, and NetsPresso's head registers its modules in another order."""
+    part, rest = key.split(".", 1)
+    for theirs, ours in ((".block.conv.", ".conv."), (".block.norm.", ".bn."), ("depthwise.", "dconv."),
+                         ("pointwise.", "pconv.")):
+        rest = rest.replace(theirs, ours)
+    return {"backbone": "0", "neck": "1", "head": "2"}[part] + "." + rest
+
+
 def compare_models(case: dict, theirs: dict) -> float:
     model = _ours()
-    by_shape = defaultdict(list)
-    for _, tensor in theirs["state"]:
-        by_shape[(tuple(tensor.shape), tensor.dtype)].append(tensor)
-    mapped = {key: by_shape[(tuple(v.shape), v.dtype)].pop(0) for key, v in model.state_dict().items()}
-    model.load_state_dict(mapped)
+    model.load_state_dict({our_key(key): tensor for key, tensor in theirs["state"]})  # strict: every key once
     model.eval()
     with torch.no_grad():
         out = model[2](model[1](model[0](case["x"])), image_size=(128, 128))
@@ -114,18 +125,38 @@ def compare_losses(case: dict, theirs: dict) -> tuple[float, float, float]:
     return float(total.detach()), float(theirs["total"]), grad
 
 
+def evaluate_in_trainer(theirs: dict, run: Path) -> str:
+    """NetsPresso's trained weights through `trainer eval RUN` (the run's recipe, data and postprocess)."""
+    parts = ("backbone", "neck", "head")
+    state = {}
+    for key, tensor in theirs["state"]:
+        index, rest = our_key(key).split(".", 1)
+        state[f"{parts[int(index)]}.{rest}"] = tensor
+    weights = run.parent / "netspresso_weights.pt"
+    torch.save({"model": state}, weights)
+    cli = str(Path(sys.executable).parent / "trainer")
+    done = subprocess.run([cli, "eval", str(run), "--checkpoint", str(weights), "--json", str(run.parent / "np.json"),
+                           "model.postprocess.score_threshold=0.001"], check=True, capture_output=True, text=True)
+    return (run.parent / "np.json").read_text() if done.returncode == 0 else done.stderr
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "trainer-peers"))
+    parser.add_argument("--netspresso-weights", help="a NetsPresso *.safetensors of the same set (evaluation check)")
+    parser.add_argument("--trainer-run", help="with --netspresso-weights: the trainer run whose eval to use")
     args = parser.parse_args()
     python = ensure_venv(Path(args.cache), "netspresso")
+    weights = [str(Path(args.netspresso_weights).resolve())] if args.netspresso_weights else []
     with tempfile.TemporaryDirectory() as work:
         case = _case(Path(work))
-        subprocess.run([str(python), "-c", NETSPRESSO_SIDE, work], check=True, capture_output=True)
+        subprocess.run([str(python), "-c", NETSPRESSO_SIDE, work, *weights], check=True, capture_output=True)
         theirs = torch.load(Path(work) / "theirs.pt", weights_only=False)
     print(f"model: {len(theirs['state'])} tensors; largest output difference {compare_models(case, theirs):.2e}")
     ours, ref, grad = compare_losses(case, theirs)
     print(f"loss: trainer {ours:.7f}, NetsPresso {ref:.7f}; largest gradient difference {grad:.2e}")
+    if weights and args.trainer_run:
+        print(f"NetsPresso's weights evaluated by trainer eval: {evaluate_in_trainer(theirs, Path(args.trainer_run))}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench bench-peers clean
+.PHONY: install demo test lint bench bench-peers bench-defaults clean
 
 $(BIN)/trainer: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ PEERS_CACHE ?= $(HOME)/.cache/trainer-peers
 PEERS_ARGS ?=
 bench-peers: install
 	$(BIN)/python scripts/bench_peers.py --cache $(PEERS_CACHE) $(PEERS_ARGS)
+
+# Recipes that name only data, model, losses, epochs and batch size (issue 12): about 35 min on one thread
+bench-defaults: install
+	$(BIN)/python scripts/bench_defaults.py
 
 clean:
 	rm -rf runs .pytest_cache

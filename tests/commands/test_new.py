@@ -15,9 +15,9 @@ from trainer.recipe.json_schema import recipe_json_schema
 COMBINATIONS = [  # task, loss, expected architecture
     ("classification", None, {"backbone": {"name": "resnet18"}}),
     ("classification", "focal_loss", {"backbone": {"name": "resnet18"}}),
-    ("detection", "yolox_loss", {"backbone": {"name": "cspdarknet_nano"}, "neck": {"name": "pafpn"}}),
-    ("detection", "retinanet_loss",
-     {"backbone": {"name": "resnet18"}, "neck": {"name": "fpn", "extra_levels": "p6p7"}}),
+    ("detection", "yolox_loss", {"backbone": {"name": "cspdarknet_nano"}, "neck": {"name": "pafpn", "depthwise": True},
+                                 "head": {"name": "anchor_free_decoupled", "depthwise": True}}),  # YOLOX-nano
+    ("detection", "retinanet_loss", {"backbone": {"name": "resnet18"}, "neck": {"name": "fpn"}}),
     ("segmentation", "pidnet_loss", {"full": {"name": "pidnet", "size": "s"}}),
     ("segmentation", "cross_entropy", {"backbone": {"name": "resnet18"}, "head": {"name": "seg_head"}}),
 ]
@@ -43,7 +43,10 @@ def test_new_recipe_passes_check(cli, tmp_path, task, loss, architecture):
     raw = yaml.safe_load(text)
     assert raw["task"] == task
     assert raw["model"]["architecture"] == architecture
-    assert raw["data"]["train"]["image_size"] == 64
+    # on shapes: only data, model, losses, epochs and batch size; the rest is the defaults that train
+    assert "augmentation" not in raw
+    assert raw["training"] == {"epochs": raw["training"]["epochs"], "batch_size": raw["training"]["batch_size"],
+                               "optimizer": {"name": "auto"}, "scheduler": {"name": "cosine"}}
     if task != "classification" and importlib.util.find_spec(f"trainer.tasks.{task}") is None:
         pytest.skip(f"trainer.tasks.{task} is not written yet")
     values = check_command(recipes=[str(path)], overrides=TINY, device="cpu")

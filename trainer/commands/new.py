@@ -2,8 +2,11 @@
 recipe that validates as printed (and, on the synthetic shapes, trains as printed).
 
 The architecture follows from the loss: the loss's default head for the task, and for that head a
-backbone and neck that suit it (YOLOX: cspdarknet_nano + pafpn; RetinaNet: resnet18 + fpn with
-P6/P7); a loss trained by a whole network (pidnet_loss) gets that network.
+backbone and neck that suit it (YOLOX-nano: cspdarknet_nano + depthwise pafpn and head; RetinaNet:
+resnet18 + fpn); a loss trained by a whole network (pidnet_loss) gets that network. On the built-in
+shapes the template is a recipe that trains as printed: data sizes, epochs and batch size of the
+model's shipped shapes recipe, everything else left to the defaults (`scripts/bench_defaults.py`
+trains these templates; docs/benchmarks.md "Defaults that train").
 """
 
 from __future__ import annotations
@@ -37,11 +40,23 @@ from trainer.tasks import task_class
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "detection": "yolox_loss", "segmentation": "pidnet_loss"}
 DEFAULT_BACKBONE = "resnet18"
-HEADS_WRITTEN_OUT = ("seg_head",)  # written in the template although the losses imply them
+HEADS_WRITTEN_OUT = {  # written in the template (with these options) although the losses imply them
+    "seg_head": {},
+    "anchor_free_decoupled": {"depthwise": True},  # YOLOX-nano
+}
 BACKBONE_FOR_HEAD = {"anchor_free_decoupled": "cspdarknet_nano"}
 NECK_FOR_HEAD = {
-    "anchor_free_decoupled": {"name": "pafpn"},
-    "anchor_decoupled": {"name": "fpn", "extra_levels": "p6p7"},
+    "anchor_free_decoupled": {"name": "pafpn", "depthwise": True},
+    "anchor_decoupled": {"name": "fpn"},
+}
+SHAPES_STARTER = {  # head or full model -> (train, val, epochs, batch size) on shapes, as its shipped recipe
+    "fc": ({"num_images": 3000, "image_size": 48}, {"num_images": 400, "image_size": 48}, 6, 32),
+    "anchor_free_decoupled": ({"num_images": 4000, "image_size": 48, "max_shapes": 2},
+                              {"num_images": 200, "image_size": 48, "max_shapes": 2}, 16, 16),
+    "anchor_decoupled": ({"num_images": 3200, "image_size": 48, "max_shapes": 2},
+                         {"num_images": 200, "image_size": 48, "max_shapes": 2}, 5, 16),
+    "pidnet": ({"num_images": 4096, "image_size": 128}, {"num_images": 128, "image_size": 128}, 3, 16),
+    "seg_head": ({"num_images": 1024, "image_size": 64}, {"num_images": 128, "image_size": 64}, 6, 16),
 }
 FULL_OPTIONS = {"pidnet": {"size": "s"}}
 DATA = {  # (comment, train options, val options)
@@ -66,10 +81,11 @@ FILE_AUGMENTATION = {  # real images differ in size: bring them to one size
     "segmentation": ([{"name": "random_resized_crop", "size": 512, "scale": [0.5, 1.0]}, {"name": "hflip", "p": 0.5}],
                      [{"name": "resize", "size": [512, 512]}]),
 }
-TRAINING = {  # epochs, batch size, optimizer (auto: picked from task, model, batch and steps), scheduler
-    "classification": (5, 16, {"name": "auto"}, {"name": "cosine", "warmup_epochs": 0.5}),
-    "detection": (10, 8, {"name": "auto"}, {"name": "cosine"}),  # no warmup: it cost AdamW mAP (docs/benchmarks.md)
-    "segmentation": (10, 8, {"name": "auto"}, {"name": "poly", "power": 0.9}),
+TRAINING = {  # epochs and batch size for data on disk; optimizer auto (picked from task, model, batch and
+    # steps) and cosine with the task's warmup, the defaults, everywhere (docs/benchmarks.md "Defaults that train")
+    "classification": (5, 16),
+    "detection": (10, 8),
+    "segmentation": (10, 8),
 }
 
 
@@ -119,8 +135,17 @@ def choose_architecture(*, task: str, criterion: str, model: str | None) -> dict
     if head in NECK_FOR_HEAD:
         architecture["neck"] = dict(NECK_FOR_HEAD[head])
     if head in HEADS_WRITTEN_OUT:
-        architecture["head"] = {"name": head}
+        architecture["head"] = {"name": head, **HEADS_WRITTEN_OUT[head]}
     return architecture
+
+
+def template_head(architecture: dict[str, dict[str, Any]], *, task: str, criterion: str) -> str:
+    """The head (or whole model) the template trains: written out, or the one the loss implies."""
+    if "full" in architecture:
+        return architecture["full"]["name"]
+    if "head" in architecture:
+        return architecture["head"]["name"]
+    return next(h for h in LOSSES.meta(criterion)["heads"][task] if h in HEADS)
 
 
 def _architecture_lines(architecture: dict[str, dict[str, Any]], *, task: str, criterion: str) -> list[str]:
@@ -130,7 +155,7 @@ def _architecture_lines(architecture: dict[str, dict[str, Any]], *, task: str, c
         lines += _comment(f"{entry['name']} {options_comment(registries[part], entry['name'])}", indent=4)
         lines.append(f"    {part}: {flow(entry)}")
     if "full" not in architecture and "head" not in architecture:
-        head = next(h for h in LOSSES.meta(criterion)["heads"][task] if h in HEADS)
+        head = template_head(architecture, task=task, criterion=criterion)
         lines += _comment(f"head: {{name: {head}}} follows from {criterion}; write it out to set options", indent=4)
         lines += _comment(f"{head} {options_comment(HEADS, head)}", indent=4)
     return lines
@@ -150,15 +175,20 @@ def _loss_lines(*, task: str, criterion: str) -> list[str]:
     return lines
 
 
-def _data_lines(*, task: str, data: str) -> list[str]:
+def _data_lines(*, task: str, data: str, head: str) -> list[str]:
     comment, train, val = DATA.get(data, ("", {}, {}))
+    if data == "shapes" and head in SHAPES_STARTER:
+        train, val = SHAPES_STARTER[head][:2]
     lines = ["data:" + (f"  # {comment}" if comment else ""), f"  format: {data}"]
     if data not in DATA:
         lines += _comment(f"{data} {options_comment(DATASETS, data)}", indent=2)
     lines += [f"  train: {flow(train)}", f"  val: {flow(val)}", ""]
-    steps = ([{"name": "hflip", "p": 0.5}], []) if data == "shapes" else FILE_AUGMENTATION[task]
-    lines.append("augmentation:  # torchvision.transforms.v2 in order; normalize (last) runs on the device")
-    for split, entries in zip(("train", "val"), steps):
+    header = "augmentation:  # torchvision.transforms.v2 in order; normalize (last) runs on the device"
+    if data == "shapes":  # trains as printed without any; shown for the next step
+        return lines + ["# " + header, "#   train: [{name: hflip, p: 0.5}, {name: normalize}]",
+                        "#   val: [{name: normalize}]"]
+    lines.append(header)
+    for split, entries in zip(("train", "val"), FILE_AUGMENTATION[task]):
         lines.append(f"  {split}:")
         lines += [f"    - {flow(entry)}" for entry in entries + [{"name": "normalize"}]]
     return lines
@@ -177,7 +207,8 @@ def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, 
     if task not in DATASETS.meta(data).get("tasks", TASKS):
         raise _usage(f"dataset '{data}' holds {' or '.join(DATASETS.meta(data)['tasks'])} data, not {task}", "--data")
     architecture = choose_architecture(task=task, criterion=criterion, model=model)
-    epochs, batch_size, optimizer, scheduler = TRAINING[task]
+    head = template_head(architecture, task=task, criterion=criterion)
+    epochs, batch_size = SHAPES_STARTER[head][2:] if data == "shapes" and head in SHAPES_STARTER else TRAINING[task]
     parts = " + ".join(entry["name"] for entry in architecture.values())
     command = " ".join(f"--{k} {v}" for k, v in (("task", task), ("loss", loss), ("model", model), ("data", data)) if v)
     lines = [
@@ -190,7 +221,7 @@ def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, 
         "#   # yaml-language-server: $schema=recipe.schema.json",
         f"task: {task}",
         "",
-        *_data_lines(task=task, data=data),
+        *_data_lines(task=task, data=data, head=head),
         "",
         "model:",
         *_architecture_lines(architecture, task=task, criterion=criterion),
@@ -200,8 +231,8 @@ def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, 
         "training:",
         f"  epochs: {epochs}",
         f"  batch_size: {batch_size}",
-        f"  optimizer: {flow(optimizer)}  # {' | '.join(OPTIMIZERS.names())}",
-        f"  scheduler: {flow(scheduler)}  # {' | '.join(SCHEDULERS.names())}",
+        f"  optimizer: {{name: auto}}  # {' | '.join(OPTIMIZERS.names())}; auto prints what it picked",
+        f"  scheduler: {{name: cosine}}  # {' | '.join(SCHEDULERS.names())}; warmup_epochs: the task's",
         "",
         "logging:",
         "  output_dir: runs",

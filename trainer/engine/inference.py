@@ -83,6 +83,12 @@ def _class_count_mismatch(model: nn.Module, tensors: dict, class_names: list[str
     return f"{int(counts.pop())} classes in the checkpoint, {len(class_names)} in the recipe ({', '.join(class_names)})"
 
 
+DEFAULTS_CHANGED = (  # a run's recipe.yaml names only what its author wrote; the rest follows today's defaults
+    "if an older trainer wrote it, a default may have changed since (fpn out_channels was 256, anchor_decoupled "
+    "norm was none): write the old value into the run's recipe.yaml"
+)
+
+
 def load_trained_weights(model: nn.Module, path: Path, *, class_names: list[str]) -> LoadReport:
     """Every tensor of `model` from the checkpoint or state dict at `path` (EMA weights when the run kept
     them); a CheckpointError names the file and the mismatch (another class count in words)."""
@@ -91,7 +97,7 @@ def load_trained_weights(model: nn.Module, path: Path, *, class_names: list[str]
         return load_weights(model, state, prefer_ema=True, strict=True, label=str(path))
     except WeightsError as error:
         mismatch = _class_count_mismatch(model, read_state_dict(state)[0], class_names)
-        detail = str(error) if mismatch is None else (
+        detail = f"{error}; {DEFAULTS_CHANGED}" if mismatch is None else (
             f"it was trained for another number of classes: {mismatch}; use the recipe (or run directory) it "
             "was trained with")
         raise CheckpointError(f"checkpoint {path} does not fit this model: {detail}") from None

@@ -40,7 +40,7 @@ PEERS_ARGS ?=
 bench-peers: install
 	$(BIN)/python scripts/bench_peers.py --cache $(PEERS_CACHE) $(PEERS_ARGS)
 
-# Recipes that name only data, model, losses, epochs and batch size (issue 12): about 35 min on one thread
+# Recipes that name only data, model, losses, epochs and batch size (issue 12): about 30 min on one thread
 bench-defaults: install
 	$(BIN)/python scripts/bench_defaults.py
 

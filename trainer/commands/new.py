@@ -56,7 +56,7 @@ SHAPES_STARTER = {  # head or full model -> (train, val, epochs, batch size) on 
     "anchor_decoupled": ({"num_images": 3200, "image_size": 48, "max_shapes": 2},
                          {"num_images": 200, "image_size": 48, "max_shapes": 2}, 5, 16),
     "pidnet": ({"num_images": 4096, "image_size": 128}, {"num_images": 128, "image_size": 128}, 3, 16),
-    "seg_head": ({"num_images": 1024, "image_size": 64}, {"num_images": 128, "image_size": 64}, 6, 16),
+    "seg_head": ({"num_images": 1024, "image_size": 64}, {"num_images": 128, "image_size": 64}, 8, 16),  # 6: 0.77
 }
 FULL_OPTIONS = {"pidnet": {"size": "s"}}
 DATA = {  # (comment, train options, val options)

@@ -4,7 +4,6 @@ a DataError whose message names the file; never any other exception."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +70,7 @@ def mutated_coco(draw):
     return data
 
 
-def _workdir() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-"))
+def _workdir(folder: Path) -> Path:
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(folder / "a.png")
     (folder / "list.txt").write_text("a.png\nmissing.png\n")
     return folder
@@ -83,8 +81,8 @@ def _assert_names_file(error: DataError, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir():
-    return _workdir()
+def workdir(tmp_path_factory):
+    return _workdir(tmp_path_factory.mktemp("fuzz"))
 
 
 @FUZZ

@@ -2,6 +2,8 @@
 
 Besides the installed packages, a module is searched in the folder of the recipe file that names it
 and then in the working folder (both appended to `sys.path`, so installed packages keep precedence).
+A run keeps a copy of each such module beside its recipe.yaml, so that resume, eval, predict and
+export of the run find it from any folder.
 Any exception while importing, not only ImportError, becomes one problem in words that names the
 module and the line of the plugin's own code where it happened.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import sys
 import sysconfig
 import traceback
@@ -86,3 +89,55 @@ def import_plugin(module: str, *, folders: Sequence[Path]) -> str | None:
             return f"cannot import '{module}': no module named '{missing}' (searched installed packages, {searched})"
         return _problem(module, error)
     return None
+
+
+SNAPSHOT_LIMIT_BYTES = 5 * 1024 * 1024
+
+
+def _module_files(module: str) -> tuple[Path, list[Path]] | None:
+    """The folder on the import path that `module` (imported) was found in, and its user-code .py files:
+    the __init__.py of each package on the way, then the module's file or its package's whole tree."""
+    parts = module.split(".")
+    top = sys.modules.get(parts[0])
+    locations = getattr(getattr(top, "__spec__", None), "submodule_search_locations", None)
+    top_file = getattr(top, "__file__", None)
+    if locations:
+        root = Path(next(iter(locations))).resolve().parent
+    elif top_file:
+        root = Path(top_file).resolve().parent
+    else:
+        return None
+    files = []
+    for depth in range(1, len(parts) + 1):
+        file = getattr(sys.modules.get(".".join(parts[:depth])), "__file__", None)
+        if file is None or not _is_user_code(file):
+            continue
+        path = Path(file).resolve()
+        if depth == len(parts) and path.name == "__init__.py":
+            files += sorted(p for p in path.parent.rglob("*.py") if "__pycache__" not in p.parts)
+        else:
+            files.append(path)
+    return (root, files) if files and all(path.is_relative_to(root) for path in files) else None
+
+
+def copy_plugins_into_run(modules: Sequence[str], *, run_dir: Path) -> list[str]:
+    """Copy the user code of each imported `imports:` module (see `_module_files`) into `run_dir`, the
+    folder of the run's recipe.yaml, where `imports:` then finds it; installed modules are not copied
+    and a file already there is kept. Returns what was done, in words."""
+    notes = []
+    for module in modules:
+        found = _module_files(module)
+        if found is None or found[0] == run_dir.resolve():
+            continue
+        root, files = found
+        if sum(path.stat().st_size for path in files) > SNAPSHOT_LIMIT_BYTES:
+            notes.append(f"plugin '{module}' is over {SNAPSHOT_LIMIT_BYTES // 2**20} MB of Python files and was "
+                         f"not copied into {run_dir}: resume or evaluate the run where it can be imported")
+            continue
+        for path in files:
+            target = run_dir / path.relative_to(root)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        notes.append(f"plugin '{module}' copied from {root} into {run_dir}")
+    return notes

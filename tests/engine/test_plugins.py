@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
 import sys
 import textwrap
 from importlib.metadata import EntryPoint
 
 import yaml
 
-from tests.conftest import tiny_classification_recipe
+from tests.conftest import ROOT, tiny_classification_recipe
 from trainer.commands.train import train
 from trainer.plugins import load_entry_point
 
@@ -107,3 +109,37 @@ def test_a_broken_installed_plugin_is_one_message_naming_it(tmp_path, monkeypatc
     assert load_entry_point(entry_point) == (
         "plugin 'broken' of the trainer.plugins entry points: cannot import 'broken_ep_plugin': "
         f"{tmp_path / 'broken_ep_plugin.py'}:3: RuntimeError: needs a licence key")
+
+
+def test_a_run_keeps_its_plugin_and_resumes_and_evaluates_from_anywhere(tmp_path, cli, monkeypatch):
+    """The plugin beside the recipe is copied into the run folder: once the project folder is gone,
+    `trainer eval RUN` and `trainer train --resume RUN` (new processes, another working folder) still
+    import it; a file already in the run folder is not overwritten."""
+    project = tmp_path / "project"
+    (project / "snap_pkg").mkdir(parents=True)
+    (project / "snap_pkg" / "__init__.py").write_text("from snap_pkg import losses  # noqa\n")
+    (project / "snap_pkg" / "losses.py").write_text(README_LOSS.format(name="snapshot_loss"))
+    recipe = _recipe_importing("snap_pkg", "snapshot_loss")
+    recipe["training"]["epochs"] = 1
+    (project / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = cli("train", project / "recipe.yaml", "--output-dir", tmp_path / "runs", "--name", "r")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "r"
+    assert (run / "snap_pkg" / "losses.py").read_text() == (project / "snap_pkg" / "losses.py").read_text()
+    assert f"plugin 'snap_pkg' copied from {project} into {run}" in " ".join(result.output.split())
+    sys.modules.pop("snap_pkg", None)
+    sys.modules.pop("snap_pkg.losses", None)
+    project.rename(tmp_path / "moved_away")
+
+    def trainer(*arguments):
+        return subprocess.run([sys.executable, "-m", "trainer", *map(str, arguments)], capture_output=True, text=True,
+                              cwd=tmp_path / "elsewhere", env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+
+    evaluated = trainer("eval", run)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    (run / "snap_pkg" / "losses.py").write_text((run / "snap_pkg" / "losses.py").read_text() + "# edited\n")
+    resumed = trainer("train", "--resume", run, "training.epochs=2")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (run / "snap_pkg" / "losses.py").read_text().endswith("# edited\n")  # kept, not copied over

@@ -19,6 +19,7 @@ from trainer.engine.run_dir import create_run_dir
 from trainer.engine.run_outputs import RunOutputs
 from trainer.engine.session import Session, build_session
 from trainer.engine.train_state import TrainState, build_train_state
+from trainer.plugins import copy_plugins_into_run
 from trainer.recipe import LoadedRecipe, Recipe, RecipeError, RecipeIssue, load_recipe, recipe_to_dict, recipe_to_yaml
 from trainer.recipe.diff import changed_paths
 
@@ -171,6 +172,8 @@ def train(
         logger = get_logger(run_dir if distributed.is_main_process() else None)
         if distributed.is_main_process():
             (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
+            for plugin_note in copy_plugins_into_run(recipe.imports, run_dir=run_dir):
+                say(logger, plugin_note)
             say(logger, f"training {recipe.task} on {torch_device} ({distributed.world_size()} process(es)); "
                         f"run: {run_dir}")
             if resume is not None:

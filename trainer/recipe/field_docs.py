@@ -161,7 +161,8 @@ COMPONENT_HELP: dict[str, str] = {
     "optimizer/adamw": "torch.optim.AdamW.",
     "optimizer/sgd": "torch.optim.SGD.",
     "scheduler/constant": "Constant learning rate after the warmup.",
-    "scheduler/cosine": "Cosine decay to `min_lr_ratio` x lr after a linear warmup.",
+    "scheduler/cosine": ("Cosine decay to `min_lr_ratio` x lr after a linear warmup; every step, or once per "
+                         "epoch with `by_epoch` (as NetsPresso, torchvision and timm recipes do)."),
     "scheduler/multistep": "Multiply the lr by `gamma` at each epoch in `milestones`.",
     "scheduler/poly": "Polynomial decay (1 - t)^power.",
     "scheduler/step": "Multiply the lr by `gamma` every `step_epochs` epochs.",

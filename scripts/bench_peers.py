@@ -48,7 +48,7 @@ def _settings(args: argparse.Namespace, task: str, set_name: str, seed: int) -> 
     return Settings(task=task, data=data, class_names=names, image_size=size,
                     epochs=args.epochs or defaults["epochs"], batch_size=defaults["batch_size"],
                     lr=defaults["lr"], weight_decay=defaults["weight_decay"], warmup_epochs=args.warmup_epochs,
-                    seed=seed)
+                    seed=seed, by_epoch=args.by_epoch)
 
 
 def _run(tool: str, s: Settings, out: Path, cache: Path) -> Outcome:
@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="default: 20 detection, 10 classification")
     parser.add_argument("--warmup-epochs", type=int, default=0,
                         help="NetsPresso steps its scheduler per epoch: its 1 warmup epoch is none; 0 is equal on all")
+    parser.add_argument("--by-epoch", action="store_true",
+                        help="trainer's cosine changes once per epoch, as NetsPresso's and Ultralytics' do (default: "
+                             "every step, as the figures in docs/benchmarks.md were measured)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--num-train", type=int, default=800)
     parser.add_argument("--num-val", type=int, default=200)

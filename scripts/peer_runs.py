@@ -38,6 +38,7 @@ class Settings:
     weight_decay: float
     warmup_epochs: int
     seed: int
+    by_epoch: bool = False  # trainer's cosine once per epoch, as NetsPresso's and Ultralytics' schedules
 
 
 @dataclass
@@ -136,7 +137,8 @@ def trainer_recipe(s: Settings, out: Path) -> dict:
                   **({"postprocess": postprocess} if postprocess else {})},
         "training": {"epochs": s.epochs, "batch_size": s.batch_size,
                      "optimizer": {"name": "adamw", "lr": s.lr, "weight_decay": s.weight_decay},
-                     "scheduler": {"name": "cosine", "warmup_epochs": s.warmup_epochs}, "ema": {"enabled": False},
+                     "scheduler": {"name": "cosine", "warmup_epochs": s.warmup_epochs, "by_epoch": s.by_epoch},
+                     "ema": {"enabled": False},
                      "val_every": s.epochs if s.task == "detection" else 1},
         "logging": {"output_dir": str(out), "name": "run", "plots": False, "progress": "lines"},
         "environment": {"num_workers": 1, "seed": s.seed},

@@ -134,10 +134,14 @@ def copy_plugins_into_run(modules: Sequence[str], *, run_dir: Path) -> list[str]
             notes.append(f"plugin '{module}' is over {SNAPSHOT_LIMIT_BYTES // 2**20} MB of Python files and was "
                          f"not copied into {run_dir}: resume or evaluate the run where it can be imported")
             continue
-        for path in files:
-            target = run_dir / path.relative_to(root)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
+        try:
+            for path in files:
+                target = run_dir / path.relative_to(root)
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+        except OSError as error:  # the run goes on; only resuming from elsewhere needs the copy
+            notes.append(f"plugin '{module}' could not be copied into {run_dir}: {error}")
+            continue
         notes.append(f"plugin '{module}' copied from {root} into {run_dir}")
     return notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import yaml
 
 from tests.conftest import ROOT, tiny_classification_recipe
 from trainer.commands.train import train
-from trainer.plugins import load_entry_point
+from trainer.plugins import copy_plugins_into_run, load_entry_point
 
 PLUGIN = textwrap.dedent('''
     import torch
@@ -143,3 +144,20 @@ def test_a_run_keeps_its_plugin_and_resumes_and_evaluates_from_anywhere(tmp_path
     resumed = trainer("train", "--resume", run, "training.epochs=2")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (run / "snap_pkg" / "losses.py").read_text().endswith("# edited\n")  # kept, not copied over
+
+
+def test_a_plugin_that_cannot_be_copied_is_a_note_not_a_failure(tmp_path, monkeypatch):
+    (tmp_path / "uncopyable_plugin.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("uncopyable_plugin")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "uncopyable_plugin.py").mkdir()  # something in the way: a folder of that name
+    (run / "other").write_text("")
+    notes = copy_plugins_into_run(["uncopyable_plugin", "os", "not_imported_at_all"], run_dir=run)
+    assert notes == [f"plugin 'uncopyable_plugin' copied from {tmp_path} into {run}"]  # kept what was there
+    monkeypatch.setattr("shutil.copy2", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    (run / "uncopyable_plugin.py").rmdir()
+    notes = copy_plugins_into_run(["uncopyable_plugin"], run_dir=run)
+    assert notes == [f"plugin 'uncopyable_plugin' could not be copied into {run}: [Errno 28] No space left"]
+    sys.modules.pop("uncopyable_plugin", None)

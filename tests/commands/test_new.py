@@ -83,6 +83,7 @@ def test_new_writes_a_file_but_never_overwrites(cli, tmp_path):
     out = tmp_path / "mine.yaml"
     assert cli("new", "--task", "classification", "--out", out).exit_code == 0
     assert load_recipe([out]).recipe.task == "classification"
+    assert "#   trainer train mine.yaml  trains" in out.read_text()  # the next steps name the file written
     again = cli("new", "--task", "classification", "--out", out)
     assert again.exit_code == 2 and "not overwriting" in again.stderr
 

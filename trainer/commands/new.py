@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -194,8 +195,10 @@ def _data_lines(*, task: str, data: str, head: str) -> list[str]:
     return lines
 
 
-def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, data: str = "shapes") -> str:
-    """The recipe text; raises RecipeError / UnknownNameError for names that do not fit together."""
+def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, data: str = "shapes",
+               file_name: str = "recipe.yaml") -> str:
+    """The recipe text (its comments name `file_name`); raises RecipeError / UnknownNameError for names
+    that do not fit together."""
     load_builtin_components()
     if task not in TASKS:
         suggestion = closest_name(task, TASKS)
@@ -211,12 +214,13 @@ def new_recipe(*, task: str, loss: str | None = None, model: str | None = None, 
     epochs, batch_size = SHAPES_STARTER[head][2:] if data == "shapes" and head in SHAPES_STARTER else TRAINING[task]
     parts = " + ".join(entry["name"] for entry in architecture.values())
     command = " ".join(f"--{k} {v}" for k, v in (("task", task), ("loss", loss), ("model", model), ("data", data)) if v)
+    width = len("trainer check ") + len(file_name)
     lines = [
         f"# A {task} recipe: {criterion} on {parts}, {data} data.",
         f"# Made by `trainer new {command}`. Next:",
-        "#   trainer check recipe.yaml   builds everything and runs one batch forward and backward",
-        "#   trainer train recipe.yaml   trains; prints the run directory",
-        "#   trainer show recipe.yaml    every field with its value (defaults included)",
+        f"#   {'trainer check ' + file_name:<{width}}  builds everything and runs one batch forward and backward",
+        f"#   {'trainer train ' + file_name:<{width}}  trains; prints the run directory",
+        f"#   {'trainer show ' + file_name:<{width}}  every field with its value (defaults included)",
         "# Editor completion: `trainer schema --out recipe.schema.json`, then start this file with",
         "#   # yaml-language-server: $schema=recipe.schema.json",
         f"task: {task}",
@@ -248,7 +252,8 @@ def new_command(*, task: str, loss: str | None = None, model: str | None = None,
     """The recipe text; also written to `out` (a new file, or an existing one with `force`)."""
     if out is not None and (problem := output_file_problem(out, force=force)) is not None:
         raise _usage(problem, "--out")
-    text = new_recipe(task=task, loss=loss, model=model, data=data)
+    file_name = Path(out).name if out is not None else "recipe.yaml"
+    text = new_recipe(task=task, loss=loss, model=model, data=data, file_name=file_name)
     if out is not None:
         write_output_file(out, text, force=force)
     return text

@@ -130,11 +130,11 @@ def copy_plugins_into_run(modules: Sequence[str], *, run_dir: Path) -> list[str]
         if found is None or found[0] == run_dir.resolve():
             continue
         root, files = found
-        if sum(path.stat().st_size for path in files) > SNAPSHOT_LIMIT_BYTES:
-            notes.append(f"plugin '{module}' is over {SNAPSHOT_LIMIT_BYTES // 2**20} MB of Python files and was "
-                         f"not copied into {run_dir}: resume or evaluate the run where it can be imported")
-            continue
         try:
+            if sum(path.stat().st_size for path in files) > SNAPSHOT_LIMIT_BYTES:
+                notes.append(f"plugin '{module}' is over {SNAPSHOT_LIMIT_BYTES // 2**20} MB of Python files and was "
+                             f"not copied into {run_dir}: resume or evaluate the run where it can be imported")
+                continue
             for path in files:
                 target = run_dir / path.relative_to(root)
                 if not target.exists():

@@ -160,4 +160,9 @@ def test_a_plugin_that_cannot_be_copied_is_a_note_not_a_failure(tmp_path, monkey
     (run / "uncopyable_plugin.py").rmdir()
     notes = copy_plugins_into_run(["uncopyable_plugin"], run_dir=run)
     assert notes == [f"plugin 'uncopyable_plugin' could not be copied into {run}: [Errno 28] No space left"]
+    monkeypatch.setattr("trainer.plugins.SNAPSHOT_LIMIT_BYTES", 4)
+    notes = copy_plugins_into_run(["uncopyable_plugin"], run_dir=run)
+    assert notes == [f"plugin 'uncopyable_plugin' is over 0 MB of Python files and was not copied into {run}: "
+                     "resume or evaluate the run where it can be imported"]
+    assert not (run / "uncopyable_plugin.py").exists()
     sys.modules.pop("uncopyable_plugin", None)
